@@ -1,0 +1,1 @@
+"""HIIF: arbitrary-scale image super-resolution (LIIF, LTE, HIIF)."""
