@@ -57,7 +57,7 @@ def from_windows(windows: Tensor, ws: int, h: int, w: int) -> Tensor:
 @lru_cache(maxsize=32)
 def _shift_mask(h: int, w: int, ws: int, shift: int) -> Tensor:
     """(nW, ws², ws²) additive mask (0 / −100) keeping shifted windows from mixing regions."""
-    region = torch.zeros((1, h, w, 1))
+    region = torch.zeros((1, h, w, 1), device="cpu")  # never cache a meta/cuda tensor
     label = 0
     spans = (slice(0, -ws), slice(-ws, -shift), slice(-shift, None))
     for hs in spans:
@@ -245,5 +245,6 @@ def swinir(no_upsampling: bool = True, n_colors: int = 3, upsampler: str = "none
         raise ValueError("only the encoder form of SwinIR (no upsampler) is supported")
     kwargs.pop("upscale", None)
     kwargs.pop("img_range", None)
-    kwargs.pop("resi_connection", None)
+    if kwargs.pop("resi_connection", "1conv") != "1conv":
+        raise ValueError("SwinIR encoder supports resi_connection '1conv' only")
     return SwinIR(in_chans=n_colors, **kwargs)

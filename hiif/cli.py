@@ -1,0 +1,163 @@
+"""Command line: ``python -m hiif {upscale,models,train,export,evaluate}``.
+
+User errors (bad files, bad scales, unknown models) print one line on stderr and exit with code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A user-facing problem: printed as one line, exit code 2."""
+
+
+def parse_scale(text: str) -> float | tuple[float, float]:
+    parts = [p.strip() for p in text.replace("x", ",").split(",") if p.strip()]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise CliError(f"--scale: expected a number or SY,SX, got {text!r}") from None
+    if len(values) == 1:
+        return values[0]
+    if len(values) == 2:
+        return values[0], values[1]
+    raise CliError(f"--scale: expected a number or SY,SX, got {text!r}")
+
+
+def cmd_upscale(args: argparse.Namespace) -> int:
+    from .engine import Upscaler, validate_scale
+    from .imageio import load_image, save_image
+    from .weights import load_model
+
+    scale = validate_scale(parse_scale(args.scale))
+    image = load_image(args.input)
+    model = "bicubic" if args.model == "bicubic" else load_model(args.model, device=args.device)
+    upscaler = Upscaler(model, device=args.device, chunk=args.chunk, precision=args.precision)
+    result = upscaler.upscale(image, scale, progress=not args.quiet)
+    save_image(result, args.output)
+    if not args.quiet:
+        print(f"{args.output}: {result.width}×{result.height} ({upscaler.describe()})", file=sys.stderr)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .weights import zoo_status
+
+    rows = zoo_status()
+    print(f"{'name':<12} {'params':>12}  weights")
+    for row in rows:
+        print(f"{row['name']:<12} {row['params']:>12,}  {row['weights'] or 'not installed'}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import Config, Trainer
+
+    if not Path(args.config).is_file():
+        raise CliError(f"{args.config}: no such config file")
+    config = Config.load(args.config)
+    trainer = Trainer(config, run_dir=args.run_dir, device=args.device, data_dir=args.data)
+    if args.resume:
+        print(trainer.resume(), file=sys.stderr)
+    stats = trainer.train(steps=args.steps, max_minutes=args.max_minutes)
+    print(f"{config.name}: step {stats['step']}, loss {stats['loss']:.4f}, "
+          f"train PSNR {stats['train_psnr']:.2f} dB; checkpoint in {trainer.run_dir}", file=sys.stderr)
+    if args.export:
+        print(f"exported {trainer.export()}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .train import Config, Trainer
+
+    config = Config.load(args.config)
+    trainer = Trainer(config, run_dir=args.run_dir, device="cpu", images=[_dummy_image()], progress=False)
+    trainer.load_checkpoint()
+    trainer.data_name = str(config.data.get("name", config.data.get("train_dir")))
+    print(f"exported {trainer.export(args.output)} (step {trainer.step})", file=sys.stderr)
+    return 0
+
+
+def _dummy_image():
+    import numpy as np
+    return np.zeros((48, 48, 3), np.uint8)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import run_cli
+
+    return run_cli(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m hiif", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("upscale", help="upscale an image by any scale up to 30")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--scale", required=True, help="S, or SY,SX for per-axis scales (1 to 30)")
+    p.add_argument("--model", default="hiif-edsr", help="zoo name, weights path, or 'bicubic'")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: CUDA if present)")
+    p.add_argument("--chunk", type=int, default=None, help="queries per decoder call")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_upscale)
+
+    p = sub.add_parser("models", help="list the model zoo")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("train", help="train a model from a config")
+    p.add_argument("--config", required=True)
+    p.add_argument("--resume", action="store_true", help="continue from runs/<name>/checkpoint.pt "
+                   "(or from the committed weights)")
+    p.add_argument("--max-minutes", type=float, default=None)
+    p.add_argument("--steps", type=int, default=None, help="train at most this many more steps")
+    p.add_argument("--run-dir", default=None)
+    p.add_argument("--data", default=None, help="training image folder (overrides the config)")
+    p.add_argument("--device", default=None)
+    p.add_argument("--export", action="store_true", help="write weights/<name>.safetensors at the end")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="export a run's checkpoint to fp16 safetensors")
+    p.add_argument("--config", required=True)
+    p.add_argument("--run-dir", default=None)
+    p.add_argument("--output", default=None)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("evaluate", help="PSNR/SSIM on a benchmark folder, official protocol")
+    p.add_argument("--model", action="append", required=True,
+                   help="zoo name or weights path; repeat to compare models")
+    p.add_argument("--data", required=True, help="folder of HR images (Set5, Set14, DIV2K valid …)")
+    p.add_argument("--scales", default="2,3,4,6,8,12,18,24,30")
+    p.add_argument("--protocol", choices=["benchmark", "div2k"], default=None,
+                   help="benchmark: Y channel, shave scale; div2k: RGB, shave scale+6 "
+                        "(default: div2k when the folder name contains 'div2k')")
+    p.add_argument("--device", default=None)
+    p.add_argument("--out", default=None, help="write results as .json or .csv")
+    p.add_argument("--plot", default=None, help="write a PSNR-vs-scale plot (.png)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (CliError, ValueError, OSError, MemoryError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

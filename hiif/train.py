@@ -1,0 +1,220 @@
+"""Training: the official recipe of each method plus a budgeted schedule for short CPU runs.
+
+A run lives in ``runs/<name>/``: ``checkpoint.pt`` (model, optimizer, step, every RNG) written every
+few minutes and at the end, ``log.tsv`` (step, loss, train PSNR, lr, seconds). ``--resume`` continues
+exactly where the checkpoint stopped; without a checkpoint it starts from the committed weights
+(``weights/<name>.safetensors``) when they exist. ``export`` writes fp16 safetensors.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from .data.patches import PatchSampler, list_images, load_images
+from .models import ImplicitSR, create_model
+from .weights import WEIGHTS_DIR, load_safetensors, save_safetensors
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class Config:
+    name: str
+    model: dict[str, Any]
+    data: dict[str, Any]
+    optim: dict[str, Any]
+    raw: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Config":
+        raw = yaml.safe_load(Path(path).read_text())
+        for key in ("name", "model", "data", "optim"):
+            if key not in raw:
+                raise ValueError(f"{path}: config lacks '{key}'")
+        return cls(raw["name"], raw["model"], raw["data"], raw["optim"], raw)
+
+
+def learning_rate(step: int, optim: dict[str, Any]) -> float:
+    """Linear warm-up, then cosine to ``min_lr`` at ``steps`` (``schedule: cosine``), or the official
+    step decay (``schedule: multistep`` with ``milestones`` and ``gamma``)."""
+    base, warmup, total = optim["lr"], optim.get("warmup", 0), optim["steps"]
+    if step < warmup:
+        return base * (step + 1) / warmup
+    if optim.get("schedule", "cosine") == "multistep":
+        return base * optim.get("gamma", 0.5) ** sum(step >= m for m in optim.get("milestones", []))
+    min_lr = optim.get("min_lr", base * 0.01)
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_lr + 0.5 * (base - min_lr) * (1 + math.cos(math.pi * t))
+
+
+def psnr_from_mse(mse: float) -> float:
+    """Training PSNR: ``mse`` is taken in the normalised space [-1, 1] (range 2)."""
+    return -10 * math.log10(max(mse / 4, 1e-12))
+
+
+def training_loss(model: ImplicitSR, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    pred = model.query_points(model.encode(batch["lr"]), batch["coord"], batch["cell"])
+    pred = pred.float()
+    return torch.nn.functional.l1_loss(pred, batch["gt"]), torch.mean((pred.detach() - batch["gt"]) ** 2)
+
+
+class Trainer:
+    def __init__(self, config: Config, run_dir: str | Path | None = None, device: str | None = None,
+                 data_dir: str | Path | None = None, images: list[np.ndarray] | None = None,
+                 progress: bool = True):
+        self.cfg = config
+        self.run_dir = Path(run_dir or Path("runs") / config.name)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.progress = progress
+        seed = int(config.raw.get("seed", 0))
+        torch.manual_seed(seed)
+        random.seed(seed)
+        self.model = create_model(config.model).to(self.device).train()
+        self.model.spec = config.model
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.optim["lr"])
+        d = config.data
+        if images is None:
+            folder = data_dir or d.get("train_dir", "data/trainset")
+            images = load_images(list_images(folder), d.get("patch", 48), progress)
+        self.sampler = PatchSampler(images, d.get("patch", 48), d.get("scale_min", 1.0),
+                                    d.get("scale_max", 4.0), d.get("queries", 2304),
+                                    d.get("augment", True), seed)
+        self.step = 0
+        self.elapsed = 0.0  # training seconds over all sessions
+        self.data_name = str(d.get("name", data_dir or d.get("train_dir", "data/trainset")))
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        state = {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "step": self.step, "elapsed": self.elapsed, "spec": json.dumps(self.cfg.model),
+            "sampler": json.dumps(self.sampler.state_dict()["rng"]),
+            "torch_rng": torch.get_rng_state(), "python_rng": json.dumps(random.getstate()),
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state()
+        path = self.run_dir / CHECKPOINT
+        tmp = path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+        return path
+
+    def load_checkpoint(self, path: str | Path | None = None) -> None:
+        state = torch.load(path or self.run_dir / CHECKPOINT, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        self.sampler.load_state_dict({"rng": json.loads(state["sampler"])})
+        torch.set_rng_state(state["torch_rng"].cpu())
+        py = json.loads(state["python_rng"])
+        random.setstate((py[0], tuple(py[1]), py[2]))
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu())
+
+    def resume(self) -> str:
+        """Continue from the run's checkpoint, else from the committed weights, else from scratch."""
+        if (self.run_dir / CHECKPOINT).is_file():
+            self.load_checkpoint()
+            return f"resumed {self.run_dir / CHECKPOINT} at step {self.step}"
+        committed = WEIGHTS_DIR / f"{self.cfg.name}.safetensors"
+        if committed.is_file():
+            weights = load_safetensors(committed)
+            self.model.load_state_dict(weights.state_dict())
+            self.step = int(weights.metadata.get("steps", 0))
+            self.elapsed = float(weights.metadata.get("train_seconds", 0))
+            # the optimizer moments are lost: restart the warm-up from there
+            self.warm_restart = self.step
+            return f"no checkpoint; started from {committed} (step {self.step}, fresh optimizer)"
+        return "no checkpoint or weights; starting from scratch"
+
+    # -- training ----------------------------------------------------------------------------
+    def autocast(self):
+        precision = self.cfg.raw.get("precision", "bf16")
+        if precision == "fp32":
+            return torch.autocast(self.device.type, enabled=False)
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def train(self, steps: int | None = None, max_minutes: float | None = None,
+              checkpoint_minutes: float | None = None) -> dict[str, float]:
+        optim = self.cfg.optim
+        target = min(optim["steps"], self.step + steps) if steps else optim["steps"]
+        checkpoint_every = 60 * (checkpoint_minutes or self.cfg.raw.get("checkpoint_minutes", 10))
+        deadline = time.time() + 60 * max_minutes if max_minutes else None
+        batch_size = optim["batch"]
+        accumulate = int(optim.get("accumulate", 1))
+        warm_restart = getattr(self, "warm_restart", None)
+        log = (self.run_dir / "log.tsv")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not log.exists():
+            log.write_text("step\tloss\ttrain_psnr\tlr\tseconds\n")
+        from tqdm import tqdm
+        bar = tqdm(total=target, initial=self.step, desc=self.cfg.name, unit="step",
+                   disable=not self.progress, dynamic_ncols=True)
+        last_save, ema_loss, ema_psnr = time.time(), None, None
+        stats = {}
+        with log.open("a") as log_file:
+            while self.step < target:
+                t0 = time.time()
+                lr = learning_rate(self.step, optim)
+                if warm_restart is not None and self.step - warm_restart < optim.get("warmup", 0):
+                    lr *= (self.step - warm_restart + 1) / optim["warmup"]
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                self.optimizer.zero_grad(set_to_none=True)
+                loss_sum, mse_sum = 0.0, 0.0
+                for _ in range(accumulate):
+                    batch = {k: v.to(self.device, non_blocking=True)
+                             for k, v in self.sampler.sample(batch_size // accumulate).items()}
+                    with self.autocast():
+                        loss, mse = training_loss(self.model, batch)
+                    (loss / accumulate).backward()
+                    loss_sum += loss.item() / accumulate
+                    mse_sum += mse.item() / accumulate
+                self.optimizer.step()
+                self.step += 1
+                self.elapsed += time.time() - t0
+                psnr = psnr_from_mse(mse_sum)
+                ema_loss = loss_sum if ema_loss is None else 0.98 * ema_loss + 0.02 * loss_sum
+                ema_psnr = psnr if ema_psnr is None else 0.98 * ema_psnr + 0.02 * psnr
+                bar.update(1)
+                bar.set_postfix(loss=f"{ema_loss:.4f}", psnr=f"{ema_psnr:.2f}", lr=f"{lr:.2e}")
+                if self.step % 10 == 0:
+                    log_file.write(f"{self.step}\t{loss_sum:.5f}\t{psnr:.3f}\t{lr:.3e}\t{self.elapsed:.1f}\n")
+                    log_file.flush()
+                if time.time() - last_save > checkpoint_every:
+                    self.save_checkpoint()
+                    last_save = time.time()
+                if deadline and time.time() > deadline:
+                    break
+        bar.close()
+        self.save_checkpoint()
+        stats = {"step": self.step, "loss": ema_loss or float("nan"), "train_psnr": ema_psnr or float("nan")}
+        return stats
+
+    def export(self, path: str | Path | None = None) -> Path:
+        path = Path(path or WEIGHTS_DIR / f"{self.cfg.name}.safetensors")
+        meta = {
+            "name": self.cfg.name, "steps": str(self.step), "train_seconds": f"{self.elapsed:.0f}",
+            "batch": str(self.cfg.optim["batch"]), "data": self.data_name,
+            "device": torch.cuda.get_device_name() if self.device.type == "cuda" else "cpu",
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+            "recipe": json.dumps({"optim": self.cfg.optim, "data": self.cfg.data,
+                                  "precision": self.cfg.raw.get("precision", "bf16")}),
+        }
+        self.model.eval()
+        out = save_safetensors(self.model, path, meta, spec=self.cfg.model)
+        self.model.train()
+        return out
