@@ -1,0 +1,163 @@
+"""Evaluation with the official protocol (shared/reference/README.md):
+
+for each HR image and scale ``s``: ``h_lr = floor(H/s + 1e-9)`` (same for width), HR cropped top-left
+to ``round(h_lr·s) × round(w_lr·s)``, LR = PIL bicubic (antialiased) of that crop; the model renders
+the crop's grid from the LR; PSNR is taken on the float prediction clamped to [0, 1] (no 8-bit
+rounding): Y channel with ``s`` px shaved for benchmark sets, RGB with ``s + 6`` for DIV2K-style sets.
+Bicubic is PIL's upsampling of the same LR. The reported value is the mean of per-image PSNRs.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .data.patches import IMAGE_SUFFIXES
+from .engine import Upscaler
+from .imageio import load_image
+from .metrics import benchmark_psnr, div2k_psnr
+
+PROTOCOLS: dict[str, Callable[[np.ndarray, np.ndarray, float], float]] = {
+    "benchmark": benchmark_psnr, "div2k": div2k_psnr}
+
+
+def make_pair(hr: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(LR, cropped HR), both uint8, following the official downsampling wrapper."""
+    h_lr = math.floor(hr.shape[0] / scale + 1e-9)
+    w_lr = math.floor(hr.shape[1] / scale + 1e-9)
+    if h_lr < 1 or w_lr < 1:
+        raise ValueError(f"image {hr.shape[1]}×{hr.shape[0]} is too small for ×{scale:g}")
+    crop = np.ascontiguousarray(hr[:round(h_lr * scale), :round(w_lr * scale)])
+    lr = np.asarray(Image.fromarray(crop).resize((w_lr, h_lr), Image.BICUBIC))
+    return lr, crop
+
+
+def list_hr_images(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: evaluation folder not found")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ValueError(f"{folder}: no images")
+    return paths
+
+
+def predict(upscaler: Upscaler, lr: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """Float prediction in [0, 1] of the crop's grid (bicubic: PIL, 8-bit)."""
+    scale = (out_hw[0] / lr.shape[0], out_hw[1] / lr.shape[1])
+    encoded = upscaler.encode(lr)
+    if upscaler.model is None:
+        return upscaler.render(encoded, scale).astype(np.float64) / 255
+    raw = upscaler.render(encoded, scale, raw=True)
+    return np.clip(raw.astype(np.float64) * 0.5 + 0.5, 0, 1)
+
+
+def evaluate(models: Sequence[str | Upscaler], data_dir: str | Path, scales: Sequence[float],
+             protocol: str | None = None, device: str | None = None, precision: str = "fp32",
+             progress: bool = True) -> dict[str, Any]:
+    """Mean PSNR per model and scale; bicubic is always included."""
+    paths = list_hr_images(data_dir)
+    protocol = protocol or ("div2k" if "div2k" in str(data_dir).lower() else "benchmark")
+    metric = PROTOCOLS[protocol]
+    models = [m for m in models if m != "bicubic"]
+    upscalers = [Upscaler("bicubic", device=device)]
+    for m in models:
+        upscalers.append(m if isinstance(m, Upscaler) else Upscaler(m, device=device, precision=precision, cache_size=1))
+    names = ["bicubic"] + [str(m) if not isinstance(m, Upscaler) else m.name for m in models]
+    images = [load_image(p).rgb for p in paths]
+    table: dict[str, dict[str, float]] = {n: {} for n in names}
+    seconds: dict[str, float] = {n: 0.0 for n in names}
+    from tqdm import tqdm
+    bar = tqdm(total=len(scales) * len(images) * len(upscalers), desc=f"evaluate {Path(data_dir).name}",
+               disable=not progress, unit="img")
+    for scale in scales:
+        pairs = [make_pair(hr, scale) for hr in images]
+        for name, up in zip(names, upscalers):
+            values = []
+            for lr, crop in pairs:
+                t0 = time.time()
+                pred = predict(up, lr, crop.shape[:2])
+                seconds[name] += time.time() - t0
+                values.append(metric(pred, crop, scale))
+                bar.update(1)
+            table[name][f"{scale:g}"] = float(np.mean(values))
+    bar.close()
+    return {"data": str(data_dir), "dataset": Path(data_dir).name, "protocol": protocol,
+            "images": len(images), "scales": [float(s) for s in scales], "psnr": table,
+            "seconds": seconds, "precision": precision}
+
+
+def format_table(result: dict[str, Any]) -> str:
+    scales = [f"{s:g}" for s in result["scales"]]
+    lines = [f"{result['dataset']} ({result['protocol']} protocol, {result['images']} images), PSNR dB",
+             "| model | " + " | ".join(f"×{s}" for s in scales) + " |",
+             "|---|" + "---:|" * len(scales)]
+    for name, row in result["psnr"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{row[s]:.2f}" for s in scales) + " |")
+    return "\n".join(lines)
+
+
+def write_results(results: list[dict[str, Any]], path: str | Path) -> None:
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        with path.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["dataset", "protocol", "model", "scale", "psnr"])
+            for r in results:
+                for model, row in r["psnr"].items():
+                    for scale, value in row.items():
+                        writer.writerow([r["dataset"], r["protocol"], model, scale, f"{value:.4f}"])
+    else:
+        path.write_text(json.dumps(results, indent=2))
+
+
+def plot_results(results: list[dict[str, Any]], path: str | Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.2), squeeze=False)
+    for ax, r in zip(axes[0], results):
+        bicubic = r["psnr"]["bicubic"]
+        for name, row in r["psnr"].items():
+            xs = [float(s) for s in row]
+            ax.plot(xs, [row[s] for s in row], marker="o", label=name,
+                    linestyle="--" if name == "bicubic" else "-")
+        ax.set_xscale("log")
+        ax.set_xticks([float(s) for s in bicubic])
+        ax.set_xticklabels([f"×{s}" for s in bicubic])
+        ax.set_xlabel("scale")
+        ax.set_ylabel("PSNR (dB)")
+        ax.set_title(f"{r['dataset']} ({r['protocol']})")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_cli(args) -> int:
+    try:
+        scales = [float(s) for s in args.scales.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--scales: expected comma-separated numbers, got {args.scales!r}") from None
+    if not scales or any(not (1 <= s <= 30) for s in scales):
+        raise ValueError("--scales: each scale must be between 1 and 30")
+    folders = [d for d in args.data.split(",") if d]
+    results = [evaluate(args.model, d, scales, args.protocol, args.device, progress=not args.quiet)
+               for d in folders]
+    for r in results:
+        print(format_table(r))
+        print()
+    if args.out:
+        write_results(results, args.out)
+    if args.plot:
+        plot_results(results, args.plot)
+    return 0
