@@ -161,15 +161,17 @@ class Upscaler:
         h, w = img.size
         features, frame = None, (h, w)
         if self.model is not None:
-            inp = torch.from_numpy(img.rgb).to(self.device).permute(2, 0, 1).unsqueeze(0).float()
+            inp = torch.from_numpy(img.rgb.copy()).to(self.device).permute(2, 0, 1).unsqueeze(0).float()
             inp = (inp / 255 - 0.5) / 0.5
             encoder = getattr(self.model, "encoder", None)
             if isinstance(encoder, SwinIR):  # pad to whole windows; queries map into the frame
                 ws = encoder.window_size
                 frame = (math.ceil(h / ws) * ws, math.ceil(w / ws) * ws)
                 inp = pad_symmetric(inp, *frame)
-            with torch.inference_mode(), autocast_context(self.device, self.precision):
-                features = {k: v.float() for k, v in self.model.encode(inp).items()}
+            # The encoder runs once per image, in float32 even when the decoder uses autocast: its
+            # features feed phases/frequencies where bf16 rounding is amplified.
+            with torch.inference_mode():
+                features = self.model.encode(inp)
         encoded = Encoded(key, img, features, frame)
         self._encoded[key] = encoded
         while len(self._encoded) > self.cache_size:

@@ -36,9 +36,11 @@ class LTE(ImplicitSR):
     def fourier_input(self, coef: Tensor, freq: Tensor, rel: Tensor, rel_cell: Tensor) -> Tensor:
         """coef ⊙ [cos, sin](π (freq · rel + phase(cell))) for gathered coef/freq (B, Q, 256)."""
         b, q = rel.shape[:2]
+        # cos/sin of large phases need float32 even under autocast (bf16 keeps ~3 digits)
+        coef, freq, rel_cell = coef.float(), freq.float(), rel_cell.float()
         freq = torch.stack(torch.split(freq, 2, dim=-1), dim=-1)  # (B, Q, 2, 128): (row, col) pairs
         freq = torch.sum(freq * rel.unsqueeze(-1), dim=-2)
-        freq = freq + self.phase(rel_cell.reshape(b * q, -1)).view(b, q, -1)
+        freq = freq + self.phase(rel_cell.reshape(b * q, -1)).view(b, q, -1).float()
         return coef * torch.cat((torch.cos(math.pi * freq), torch.sin(math.pi * freq)), dim=-1)
 
     def query_points(self, features: Features, coord: Tensor, cell: Tensor) -> Tensor:

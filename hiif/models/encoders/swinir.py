@@ -195,7 +195,7 @@ class SwinIR(nn.Module):
         self.out_dim = num_feat
         self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, 1, 1)
         self.patch_embed = PatchNorm(embed_dim)
-        rates = [x.item() for x in torch.linspace(0, drop_path_rate, sum(depths))]
+        rates = [x.item() for x in torch.linspace(0, drop_path_rate, sum(depths), device="cpu")]
         resolution = (img_size, img_size)
         self.layers = nn.ModuleList()
         start = 0

@@ -1,0 +1,31 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def formula_models():
+    """Formula-weighted models (reference README) by record name, built on demand."""
+    from reference import formula_state_dict, load_record
+    import hiif
+
+    cache = {}
+
+    def get(name: str):
+        if name not in cache:
+            rec = load_record(name)
+            model = hiif.create_model(rec["spec_dict"])
+            model.load_state_dict(formula_state_dict(model))
+            model.spec = rec["spec_dict"]
+            cache[name] = model.eval()
+        return cache[name]
+
+    return get

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The test command of the README, and exactly what CI runs (.ci/run).
+# Installs what the suite needs on a fresh machine (Python packages, Debian's chromium for the
+# browser test), then runs pytest. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium not installed and not root: the browser test will be skipped" >&2
+  fi
+fi
+exec python -m pytest -q -p no:cacheprovider "$@"
