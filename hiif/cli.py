@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="PSNR/SSIM on a benchmark folder, official protocol")
     p.add_argument("--model", action="append", required=True,
                    help="zoo name or weights path; repeat to compare models")
-    p.add_argument("--data", required=True, help="folder of HR images (Set5, Set14, DIV2K valid …)")
+    p.add_argument("--data", required=True, help="folder(s) of HR images, comma-separated (Set5, Set14, DIV2K valid …)")
     p.add_argument("--scales", default="2,3,4,6,8,12,18,24,30")
     p.add_argument("--protocol", choices=["benchmark", "div2k"], default=None,
                    help="benchmark: Y channel, shave scale; div2k: RGB, shave scale+6 "
@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--out", default=None, help="write results as .json or .csv")
     p.add_argument("--plot", default=None, help="write a PSNR-vs-scale plot (.png)")
+    p.add_argument("--card", default=None, help="also write a model card (markdown), e.g. weights/MODELS.md")
+    p.add_argument("--card-intro", default=None, help="text placed at the top of the model card")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
     return parser

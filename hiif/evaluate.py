@@ -160,4 +160,40 @@ def run_cli(args) -> int:
         write_results(results, args.out)
     if args.plot:
         plot_results(results, args.plot)
+    if getattr(args, "card", None):
+        Path(args.card).write_text(model_card(results, getattr(args, "card_intro", "") or ""))
     return 0
+
+
+def model_card(results: list[dict[str, Any]], intro: str = "") -> str:
+    """``weights/MODELS.md``: provenance of each evaluated weights file and the measured PSNR."""
+    from .weights import ZOO, zoo_path
+
+    names = [n for n in results[0]["psnr"] if n != "bicubic"]
+    lines = ["# Model card: the weights in this folder", ""]
+    if intro:
+        lines += [intro.strip(), ""]
+    lines += ["| model | steps × batch | train time | hardware | data | recipe |", "|---|---:|---:|---|---|---|"]
+    for name in names:
+        meta = {}
+        path = zoo_path(name) if name in ZOO else Path(name)
+        if path.is_file():
+            from safetensors import safe_open
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+        recipe = json.loads(meta["recipe"]) if "recipe" in meta else {}
+        optim = recipe.get("optim", {})
+        hours = float(meta.get("train_seconds", 0)) / 3600
+        lines.append(
+            f"| {name} | {meta.get('steps', '?')} × {meta.get('batch', '?')} | {hours:.2f} h | "
+            f"{meta.get('device', '?')} | {meta.get('data', '?')} | Adam {optim.get('lr', '?')}, "
+            f"{optim.get('schedule', '?')} to {optim.get('steps', '?')} steps, {recipe.get('precision', '?')} |")
+    for r in results:
+        lines += ["", format_table(r), "", "Gain over bicubic (dB):", "",
+                  "| model | " + " | ".join(f"×{s:g}" for s in r["scales"]) + " |",
+                  "|---|" + "---:|" * len(r["scales"])]
+        bic = r["psnr"]["bicubic"]
+        for name in names:
+            row = r["psnr"][name]
+            lines.append(f"| {name} | " + " | ".join(f"{row[k] - bic[k]:+.2f}" for k in row) + " |")
+    return "\n".join(lines) + "\n"

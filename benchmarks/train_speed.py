@@ -1,0 +1,71 @@
+"""Training speed: seconds per step (and steps/s) of each zoo model, float32 vs bf16 autocast.
+
+    python benchmarks/train_speed.py [--models hiif-edsr,lte-rdn] [--batch 16] [--steps 3] [--device cpu]
+
+Uses random patches of the official shape (48×48 LR, 2304 queries) so it needs no training data.
+Prints one row per model and precision, with the machine it ran on.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from hiif.train import Config, Trainer  # noqa: E402
+from hiif.weights import ZOO  # noqa: E402
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}{gpu}"
+
+
+def measure(name: str, precision: str, batch: int, steps: int, device: str | None) -> float:
+    raw = {"name": name, "model": ZOO[name], "precision": precision, "seed": 0,
+           "data": {"patch": 48, "scale_min": 1, "scale_max": 4, "queries": 2304},
+           "optim": {"lr": 1e-4, "batch": batch, "steps": 10**9, "warmup": 0}}
+    images = [(np.random.default_rng(i).random((256, 256, 3)) * 255).astype(np.uint8) for i in range(4)]
+    trainer = Trainer(Config(name, raw["model"], raw["data"], raw["optim"], raw),
+                      run_dir=Path("/tmp/hiif-train-speed") / name, device=device, images=images,
+                      progress=False)
+    trainer.save_checkpoint = lambda: None  # speed only
+    trainer.train(steps=1)  # warm-up (allocator, kernels)
+    t0 = time.perf_counter()
+    trainer.train(steps=steps)
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / steps
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default=",".join(ZOO))
+    p.add_argument("--precisions", default="fp32,bf16")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--device", default=None)
+    args = p.parse_args()
+    print(f"# {machine()}; batch {args.batch}, 48×48 LR patches, 2304 queries each")
+    print(f"{'model':<12} {'precision':<9} {'s/step':>8} {'steps/s':>8}")
+    for name in args.models.split(","):
+        for precision in args.precisions.split(","):
+            sec = measure(name, precision, args.batch, args.steps, args.device)
+            print(f"{name:<12} {precision:<9} {sec:8.2f} {1 / sec:8.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

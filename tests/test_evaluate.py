@@ -1,0 +1,54 @@
+"""Evaluation protocol: the published bicubic numbers, metrics, the CLI report."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hiif.evaluate import evaluate, make_pair
+from hiif.metrics import psnr, ssim
+
+ROOT = Path(__file__).resolve().parents[1]
+SET5 = ROOT.parent / "shared" / "benchmarks" / "Set5"
+
+
+def test_make_pair_follows_the_official_crop():
+    hr = np.zeros((101, 77, 3), np.uint8)
+    lr, crop = make_pair(hr, 3.5)
+    assert lr.shape[:2] == (28, 22) and crop.shape[:2] == (98, 77)
+
+
+def test_bicubic_on_set5_matches_the_protocol():
+    if not SET5.is_dir():
+        pytest.skip("Set5 not available")
+    result = evaluate([], SET5, [2, 3, 4], progress=False)
+    row = result["psnr"]["bicubic"]
+    assert [round(row[k], 2) for k in ("2", "3", "4")] == [33.67, 30.40, 28.43]
+
+
+def test_metrics_sanity():
+    rng = np.random.default_rng(0)
+    a = (rng.random((40, 40, 3)) * 255).astype(np.uint8)
+    assert psnr(a, a) == float("inf") and ssim(a, a) == pytest.approx(1.0)
+    noisy = np.clip(a.astype(int) + rng.integers(-5, 6, a.shape), 0, 255).astype(np.uint8)
+    assert 30 < psnr(noisy, a) < 50 and 0.5 < ssim(noisy, a) < 1
+
+
+def test_evaluate_cli_writes_table_json_and_plot(tmp_path, formula_models):
+    from hiif.weights import save_safetensors
+    data = tmp_path / "mini"
+    data.mkdir()
+    for i in range(2):
+        Image.fromarray((np.random.default_rng(i).random((40, 36, 3)) * 255).astype(np.uint8)).save(data / f"{i}.png")
+    weights = save_safetensors(formula_models("liif-edsr-baseline"), tmp_path / "m.safetensors")
+    r = subprocess.run([sys.executable, "-m", "hiif", "evaluate", "--model", str(weights), "--data", str(data),
+                        "--scales", "2,3.5", "--out", str(tmp_path / "r.json"), "--plot", str(tmp_path / "p.png"),
+                        "--quiet"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "bicubic" in r.stdout and "×3.5" in r.stdout
+    result = json.loads((tmp_path / "r.json").read_text())[0]
+    assert set(result["psnr"]) == {"bicubic", str(weights)}
+    assert Image.open(tmp_path / "p.png").size[0] > 100
