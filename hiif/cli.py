@@ -61,6 +61,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not Path(args.config).is_file():
         raise CliError(f"{args.config}: no such config file")
     config = Config.load(args.config)
+    import signal
+
+    def stop(signum, frame):  # `kill` behaves like Ctrl-C: checkpoint, then exit
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, stop)
     trainer = Trainer(config, run_dir=args.run_dir, device=args.device, data_dir=args.data)
     if args.resume:
         print(trainer.resume(), file=sys.stderr)

@@ -92,6 +92,7 @@ class Trainer:
                                     d.get("augment", True), seed)
         self.step = 0
         self.elapsed = 0.0  # training seconds over all sessions
+        self.warm_restart: int | None = None  # step at which a fresh optimizer took over
         self.data_name = str(d.get("name", data_dir or d.get("train_dir", "data/trainset")))
 
     # -- checkpoints -------------------------------------------------------------------------
@@ -155,7 +156,7 @@ class Trainer:
         deadline = time.time() + 60 * max_minutes if max_minutes else None
         batch_size = optim["batch"]
         accumulate = int(optim.get("accumulate", 1))
-        warm_restart = getattr(self, "warm_restart", None)
+        warm_restart = self.warm_restart
         log = (self.run_dir / "log.tsv")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if not log.exists():
@@ -163,46 +164,57 @@ class Trainer:
         from tqdm import tqdm
         bar = tqdm(total=target, initial=self.step, desc=self.cfg.name, unit="step",
                    disable=not self.progress, dynamic_ncols=True)
-        last_save, ema_loss, ema_psnr = time.time(), None, None
-        stats = {}
         with log.open("a") as log_file:
-            while self.step < target:
-                t0 = time.time()
-                lr = learning_rate(self.step, optim)
-                if warm_restart is not None and self.step - warm_restart < optim.get("warmup", 0):
-                    lr *= (self.step - warm_restart + 1) / optim["warmup"]
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                self.optimizer.zero_grad(set_to_none=True)
-                loss_sum, mse_sum = 0.0, 0.0
-                for _ in range(accumulate):
-                    batch = {k: v.to(self.device, non_blocking=True)
-                             for k, v in self.sampler.sample(batch_size // accumulate).items()}
-                    with self.autocast():
-                        loss, mse = training_loss(self.model, batch)
-                    (loss / accumulate).backward()
-                    loss_sum += loss.item() / accumulate
-                    mse_sum += mse.item() / accumulate
-                self.optimizer.step()
-                self.step += 1
-                self.elapsed += time.time() - t0
-                psnr = psnr_from_mse(mse_sum)
-                ema_loss = loss_sum if ema_loss is None else 0.98 * ema_loss + 0.02 * loss_sum
-                ema_psnr = psnr if ema_psnr is None else 0.98 * ema_psnr + 0.02 * psnr
-                bar.update(1)
-                bar.set_postfix(loss=f"{ema_loss:.4f}", psnr=f"{ema_psnr:.2f}", lr=f"{lr:.2e}")
-                if self.step % 10 == 0:
-                    log_file.write(f"{self.step}\t{loss_sum:.5f}\t{psnr:.3f}\t{lr:.3e}\t{self.elapsed:.1f}\n")
-                    log_file.flush()
-                if time.time() - last_save > checkpoint_every:
-                    self.save_checkpoint()
-                    last_save = time.time()
-                if deadline and time.time() > deadline:
-                    break
+            try:
+                self._loop(target, optim, batch_size, accumulate, warm_restart, checkpoint_every,
+                           deadline, bar, log_file)
+            except KeyboardInterrupt:  # Ctrl-C / SIGTERM: keep what was learnt, then stop
+                bar.close()
+                self.save_checkpoint()
+                raise
         bar.close()
         self.save_checkpoint()
-        stats = {"step": self.step, "loss": ema_loss or float("nan"), "train_psnr": ema_psnr or float("nan")}
-        return stats
+        return {"step": self.step, "loss": self._ema_loss or float("nan"),
+                "train_psnr": self._ema_psnr or float("nan")}
+
+    def _loop(self, target: int, optim: dict[str, Any], batch_size: int, accumulate: int,
+              warm_restart: int | None, checkpoint_every: float, deadline: float | None,
+              bar: Any, log_file: Any) -> None:
+        last_save = time.time()
+        self._ema_loss = self._ema_psnr = None
+        while self.step < target:
+            t0 = time.time()
+            lr = learning_rate(self.step, optim)
+            if warm_restart is not None and self.step - warm_restart < optim.get("warmup", 0):
+                lr *= (self.step - warm_restart + 1) / optim["warmup"]
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self.optimizer.zero_grad(set_to_none=True)
+            loss_sum, mse_sum = 0.0, 0.0
+            for _ in range(accumulate):
+                batch = {k: v.to(self.device, non_blocking=True)
+                         for k, v in self.sampler.sample(batch_size // accumulate).items()}
+                with self.autocast():
+                    loss, mse = training_loss(self.model, batch)
+                (loss / accumulate).backward()
+                loss_sum += loss.item() / accumulate
+                mse_sum += mse.item() / accumulate
+            self.optimizer.step()
+            self.step += 1
+            self.elapsed += time.time() - t0
+            psnr = psnr_from_mse(mse_sum)
+            ema = lambda old, new: new if old is None else 0.98 * old + 0.02 * new  # noqa: E731
+            self._ema_loss, self._ema_psnr = ema(self._ema_loss, loss_sum), ema(self._ema_psnr, psnr)
+            bar.update(1)
+            bar.set_postfix(loss=f"{self._ema_loss:.4f}", psnr=f"{self._ema_psnr:.2f}", lr=f"{lr:.2e}")
+            if self.step % 10 == 0:
+                log_file.write(f"{self.step}\t{loss_sum:.5f}\t{psnr:.3f}\t{lr:.3e}\t{self.elapsed:.1f}\n")
+                log_file.flush()
+            if time.time() - last_save > checkpoint_every:
+                self.save_checkpoint()
+                last_save = time.time()
+            if deadline and time.time() > deadline:
+                break
 
     def export(self, path: str | Path | None = None) -> Path:
         path = Path(path or WEIGHTS_DIR / f"{self.cfg.name}.safetensors")
