@@ -65,7 +65,10 @@ def _finish(model: ImplicitSR, spec: dict[str, Any], source: str,
 
 def build_from_state_dict(spec: dict[str, Any], state_dict: Mapping[str, torch.Tensor], source: str) -> ImplicitSR:
     try:
-        model = create_model(spec)
+        # Built on the meta device: random initialisation is skipped (SwinIR's takes seconds) and
+        # every tensor comes from the state_dict below (strict, assign).
+        with torch.device("meta"):
+            model = create_model(spec)
     except ValueError as exc:
         raise WeightsError(f"{source}: {exc}") from exc
     expected = model.state_dict()
@@ -74,14 +77,20 @@ def build_from_state_dict(spec: dict[str, Any], state_dict: Mapping[str, torch.T
         key = key[len("module."):] if key.startswith("module.") else key
         if key in expected and expected[key].is_floating_point():
             value = value.to(torch.float32)
+        elif key in expected:
+            value = value.to(expected[key].dtype)
         state[key] = value
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise WeightsError(f"{source}: state_dict does not match spec {spec.get('name')!r} "
                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for key, value in expected.items():
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise WeightsError(f"{source}: {key} has shape {tuple(state[key].shape)}, the spec "
+                               f"expects {tuple(value.shape)}")
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         raise WeightsError(f"{source}: incompatible weights ({first[-1].strip() if first else exc})") from exc

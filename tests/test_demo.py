@@ -1,0 +1,304 @@
+"""hiif.demo: the logic behind app.py (no Gradio needed)."""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import hiif
+from hiif import demo
+from hiif.evaluate import make_pair
+from hiif.weights import ZOO
+
+ROOT = Path(__file__).resolve().parents[1]
+RNG = np.random.default_rng(0)
+IMAGE = (RNG.random((12, 16, 3)) * 255).astype(np.uint8)
+EDSR = ["hiif-edsr", "liif-edsr", "lte-edsr"]
+
+
+def limits(**kw) -> demo.Limits:
+    base = dict(device="cpu", preview_side=64, full_pixels=100_000, input_pixels=10_000, concurrency=1,
+                chunk=2048, stats_max_queries=1 << 20, cache_bytes=1 << 30)
+    base.update(kw)
+    return demo.Limits(**base)
+
+
+def random_loader(name, device):
+    torch.manual_seed(sum(map(ord, name)))
+    return hiif.load_model(ZOO[name], device)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small tensors: one thread is faster, and much faster on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def models():
+    return demo.ModelSet("cpu", limits(), names=EDSR, loader=random_loader)
+
+
+# -- scales, regions, clicks -----------------------------------------------------------------------
+def test_parse_scale():
+    assert demo.parse_scale(3.3) == (3.3, 3.3)
+    assert demo.parse_scale(3.3, 0) == (3.3, 3.3)
+    assert demo.parse_scale("2.5", None) == (2.5, 2.5)
+    assert demo.parse_scale(3, 2) == (2.0, 3.0)  # (vertical, horizontal)
+    for bad in [None, 0.99, 30.01, float("nan"), "x", (2, 3)]:
+        with pytest.raises(demo.DemoError, match="scale"):
+            demo.parse_scale(bad)
+    with pytest.raises(demo.DemoError, match="scale"):
+        demo.parse_scale(2, 31)
+
+
+@pytest.mark.parametrize("out_hw,budget", [((100, 80), 10_000), ((2000, 3000), 512 * 512),
+                                           ((30, 90_000), 512 * 512), ((90_000, 7), 4096),
+                                           ((30720, 30720), 2048 * 2048)])
+def test_preview_region_within_budget_and_output(out_hw, budget):
+    H, W = out_hw
+    for centre in [None, (0, 0), (1, 1), (0.25, 0.8), (float("nan"), 2.0)]:
+        top, left, h, w = demo.preview_region(out_hw, budget, centre)
+        assert h * w <= budget and h >= 1 and w >= 1
+        assert 0 <= top and top + h <= H and 0 <= left and left + w <= W
+        if H * W <= budget:
+            assert (top, left, h, w) == (0, 0, H, W)
+        else:  # uses the budget well
+            assert h * w > budget * 0.9 or h == H or w == W
+
+
+def test_preview_region_follows_the_centre():
+    assert demo.preview_region((1000, 1000), 100 * 100) == (450, 450, 100, 100)  # middle by default
+    assert demo.preview_region((1000, 1000), 100 * 100, (0.0, 0.0)) == (0, 0, 100, 100)
+    assert demo.preview_region((1000, 1000), 100 * 100, (1.0, 1.0)) == (900, 900, 100, 100)
+    assert demo.preview_region((1000, 1000), 100 * 100, (0.2, 0.7)) == (150, 650, 100, 100)
+
+
+def test_click_to_centre():
+    assert demo.click_to_centre([0, 0], (10, 20)) == (0.05, 0.025)
+    assert demo.click_to_centre([19, 9], (10, 20)) == (0.95, 0.975)
+    assert demo.click_to_centre(None, (10, 20)) == (0.5, 0.5)
+    assert demo.click_to_centre([500, -3], (10, 20)) == (0.0, 1.0)
+
+
+def test_image_size_reads_exif_rotation(tmp_path):
+    Image.fromarray(IMAGE).save(tmp_path / "plain.png")
+    assert demo.image_size(tmp_path / "plain.png") == (12, 16)
+    im = Image.fromarray(IMAGE)
+    exif = im.getexif()
+    exif[0x0112] = 6  # rotated 90° clockwise
+    im.save(tmp_path / "rotated.jpg", exif=exif)
+    assert demo.image_size(tmp_path / "rotated.jpg") == (16, 12)
+    assert hiif.load_image(tmp_path / "rotated.jpg").size == (16, 12)
+    (tmp_path / "bad.png").write_text("nope")
+    with pytest.raises(demo.DemoError):
+        demo.image_size(tmp_path / "bad.png")
+
+
+# -- ground truth and metrics ----------------------------------------------------------------------
+@pytest.mark.parametrize("scale", [2, 3.3, 4, 7.5])
+def test_ground_truth_pair_matches_the_evaluation_protocol(scale):
+    hr = (RNG.random((50, 61, 3)) * 255).astype(np.uint8)
+    lr, crop = demo.ground_truth_pair(hr, (scale, scale))
+    lr2, crop2 = make_pair(hr, scale)
+    assert np.array_equal(lr, lr2) and np.array_equal(crop, crop2)
+    assert hiif.output_size(lr.shape[:2], scale) == crop.shape[:2]
+
+
+def test_ground_truth_pair_per_axis():
+    hr = (RNG.random((50, 61, 3)) * 255).astype(np.uint8)
+    lr, crop = demo.ground_truth_pair(hr, (2.5, 4))
+    assert lr.shape[:2] == (20, 15) and crop.shape[:2] == (50, 60)
+    assert hiif.output_size(lr.shape[:2], (2.5, 4)) == crop.shape[:2]
+    with pytest.raises(demo.DemoError, match="too small"):
+        demo.ground_truth_pair(hr[:10], (20, 2))
+
+
+def test_region_metrics_shave_only_at_the_image_border():
+    gt = (RNG.random((40, 40, 3)) * 255).astype(np.uint8)
+    p, s = demo.region_metrics(gt, gt, (0, 0, 40, 40), (40, 40), shave=4)
+    assert p == math.inf and s == pytest.approx(1.0)
+    noisy = gt.copy()
+    noisy[:4] = 0  # only inside the shaved border: does not count
+    assert demo.region_metrics(noisy, gt, (0, 0, 40, 40), (40, 40), 4)[0] == math.inf
+    # a region in the middle is not shaved at all
+    region = (10, 10, 20, 20)
+    pred = gt[10:30, 10:30].copy()
+    pred[0, 0] = 255 - pred[0, 0]
+    assert demo.region_metrics(pred, gt, region, (40, 40), 4)[0] < math.inf
+    assert math.isnan(demo.region_metrics(gt[:3, :3], gt, (0, 0, 3, 3), (40, 40), 4)[0])
+
+
+# -- jobs -------------------------------------------------------------------------------------------
+def test_plan_job_upscale_and_ground_truth(tmp_path):
+    Image.fromarray(IMAGE).save(tmp_path / "my photo!.png")
+    lim = limits()
+    job = demo.plan_job(str(tmp_path / "my photo!.png"), "RDN", 3.3, None, "Upscale", limits=lim)
+    assert job.out_hw == (40, 53) and job.full and job.name == "my-photo"
+    assert job.gt is None and job.lr.size == (12, 16)
+    job = demo.plan_job(IMAGE, "SwinIR", 30, None, "Upscale", (0.0, 1.0), limits=lim)
+    assert job.out_hw == (360, 480) and job.region == (0, 416, 64, 64) and not job.full
+    assert "64×64 region" in job.describe()
+    gt_job = demo.plan_job(IMAGE, "EDSR-baseline", 2.5, None, "Ground truth", limits=lim)
+    assert gt_job.lr.size == (4, 6) and gt_job.out_hw == gt_job.gt.shape[:2] == (10, 15)
+    aniso = demo.plan_job(IMAGE, "EDSR-baseline", 2, 3, "Upscale", limits=lim)
+    assert aniso.scale == (3.0, 2.0) and aniso.out_hw == (36, 32)
+
+
+@pytest.mark.parametrize("args,message", [
+    ((None, "RDN", 2), "upload an image"),
+    ((IMAGE, "VGG", 2), "unknown backbone"),
+    ((IMAGE, "RDN", 2, None, "Sideways"), "unknown mode"),
+    ((IMAGE, "RDN", 31), "scale"),
+    ((IMAGE, "RDN", None), "scale"),
+    ((np.zeros((2, 2)), "RDN", 2), None),  # fine: greyscale 2×2
+    ((np.zeros((5, 5, 7), np.uint8), "RDN", 2), "cannot use this image"),
+    ((b"not an image", "RDN", 2), "cannot use this image"),
+    (((RNG.random((200, 200, 3)) * 255).astype(np.uint8), "RDN", 2), "encodes images up to"),
+    ((IMAGE, "RDN", 20, None, "Ground truth"), "too small"),
+])
+def test_plan_job_errors(args, message):
+    if message is None:
+        demo.plan_job(*args, limits=limits())
+        return
+    with pytest.raises(demo.DemoError, match=message):
+        demo.plan_job(*args, limits=limits())
+
+
+def test_device_limits_and_env(monkeypatch):
+    lim = demo.device_limits("cpu")
+    assert lim.device == "cpu" and lim.preview_side == 512 and lim.full_pixels == 16_000_000
+    assert lim.input_pixels == 1024 * 1024 and lim.concurrency == 1
+    monkeypatch.setenv("HIIF_DEMO_PREVIEW", "256")
+    monkeypatch.setenv("HIIF_DEMO_FULL_MP", "2")
+    monkeypatch.setenv("HIIF_DEMO_CHUNK", "4096")
+    lim = demo.device_limits("cpu")
+    assert (lim.preview_side, lim.full_pixels, lim.chunk) == (256, 2_000_000, 4096)
+    monkeypatch.setenv("HIIF_DEMO_FULL_MP", "lots")
+    with pytest.raises(demo.DemoError, match="HIIF_DEMO_FULL_MP"):
+        demo.device_limits("cpu")
+
+
+# -- models and comparisons ------------------------------------------------------------------------
+def test_missing_weights_are_named():
+    def loader(name, device):
+        if name != "hiif-edsr":
+            raise hiif.WeightsError(f"{name}: weights not installed (expected weights/{name}.safetensors)")
+        return random_loader(name, device)
+
+    ms = demo.ModelSet("cpu", limits(), loader=loader)
+    assert ms.available_backbones() == ["EDSR-baseline"]
+    assert len(ms.missing()) == 8 and "hiif-edsr" not in ms.missing()
+    text = ms.status_markdown()
+    assert "**Device:** CPU" in text and "Missing weights" in text
+    for name in ms.missing():
+        assert f"`{name}`" in text
+    job = demo.plan_job(IMAGE, "EDSR-baseline", 2, limits=ms.limits)
+    comparison = ms.compare(job)
+    assert comparison.results["liif"].image is None and "not installed" in comparison.results["liif"].note
+    assert comparison.results["hiif"].image.shape == (24, 32, 3)
+    with pytest.raises(demo.DemoError, match="RDN: HIIF weights are not available"):
+        ms.compare(demo.plan_job(IMAGE, "RDN", 2, limits=ms.limits))
+
+
+def test_compare_regions_cache_and_files(models, tmp_path):
+    progress = []
+    job = demo.plan_job(IMAGE, "EDSR-baseline", 7.3, None, "Upscale", (0.3, 0.6), limits=models.limits)
+    assert not job.full and job.region[2:] == (64, 64)
+    comparison = models.compare(job, progress=lambda f, d: progress.append((f, d)))
+    assert [f for f, _ in progress] == sorted(f for f, _ in progress) and progress[-1][0] == 1.0
+    assert any("HIIF-EDSR-baseline: decoding" in d for _, d in progress)
+    for method, r in comparison.results.items():
+        assert r.image.shape == (64, 64, 3), method
+        assert math.isnan(r.psnr)  # upscale mode: no ground truth
+    # a region equals the crop of the whole output (HIIF uses whole-grid statistics)
+    whole = models.compare(demo.whole_job(job, models.limits), methods=["hiif", "bicubic"])
+    top, left, h, w = job.region
+    for method in ("hiif", "bicubic"):
+        crop = whole.results[method].image[top:top + h, left:left + w]
+        assert np.abs(crop.astype(int) - comparison.results[method].image).max() <= 1, method
+    assert whole.results["hiif"].cached  # same image: encoder not run again
+    # table and JSON
+    rows = comparison.table()
+    assert [r[0] for r in rows] == ["HIIF", "Bicubic", "LIIF", "LTE"]
+    assert all(len(r) == len(demo.TABLE_HEADERS) for r in rows)
+    json.dumps(demo.api_info(comparison, models))
+    # files: region PNGs named after the input, scale and model
+    paths = demo.save_results(comparison, tmp_path)
+    assert set(paths) == {"hiif", "bicubic", "liif", "lte"}
+    for method, path in paths.items():
+        assert re.fullmatch(r"image_x7\.3_[a-z-]+_region-y\d+-x\d+-64x64\.png", path.name), path.name
+        assert np.array_equal(np.asarray(Image.open(path)), comparison.results[method].image)
+    offer, text = demo.full_render_offer(comparison, models.limits)
+    assert offer and "Render the whole 117×88 output" in text
+    assert not demo.full_render_offer(whole, models.limits)[0]
+
+
+def test_ground_truth_scores_and_alpha(models, tmp_path):
+    hr = np.asarray(Image.fromarray(IMAGE).resize((64, 48), Image.BICUBIC))
+    job = demo.plan_job(hr, "EDSR-baseline", 2, None, "Ground truth", limits=models.limits)
+    comparison = models.compare(job)
+    for r in comparison.results.values():
+        assert r.image.shape == (48, 64, 3) and math.isfinite(r.psnr) and -1 <= r.ssim <= 1
+    paths = demo.save_results(comparison, tmp_path)
+    assert "lr" in paths and Image.open(paths["lr"]).size == (32, 24)
+    rgba = np.dstack([IMAGE, np.full(IMAGE.shape[:2], 128, np.uint8)])
+    comparison = models.compare(demo.plan_job(rgba, "EDSR-baseline", 2, limits=models.limits),
+                                methods=["hiif"])
+    path = demo.save_results(comparison, tmp_path)["hiif"]
+    assert Image.open(path).mode == "RGBA"
+
+
+def test_too_large_for_a_whole_render(models):
+    job = demo.plan_job(IMAGE, "EDSR-baseline", 30, limits=models.limits)  # 360×480 > 100k px
+    with pytest.raises(demo.DemoError, match="exceeds"):
+        demo.whole_job(job, models.limits)
+    comparison = demo.Comparison(job, {})
+    offer, text = demo.full_render_offer(comparison, models.limits)
+    assert not offer and "regions only" in text
+
+
+def test_feature_cache_stays_within_budget():
+    ms = demo.ModelSet("cpu", limits(cache_bytes=1), names=["hiif-edsr", "liif-edsr", "lte-edsr"],
+                       loader=random_loader)
+    other = 255 - IMAGE
+    ms.compare(demo.plan_job(IMAGE, "EDSR-baseline", 2, limits=ms.limits))
+    first = ms.cached_bytes()
+    ms.compare(demo.plan_job(other, "EDSR-baseline", 2, limits=ms.limits))
+    # only the most recently used entry survives a 1-byte budget
+    assert 0 < ms.cached_bytes() <= first
+
+
+def test_output_dir_removes_old_jobs(tmp_path):
+    out = demo.OutputDir(tmp_path, max_age=0.0)
+    first = out.new_job()
+    (first / "x.png").write_bytes(b"1")
+    import time
+    time.sleep(0.01)
+    second = out.new_job()
+    assert second.is_dir() and not first.exists()
+
+
+# -- examples ---------------------------------------------------------------------------------------
+def test_examples_are_small_credited_and_loadable():
+    folder = ROOT / "examples"
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    assert len(images) >= 4
+    credits = (folder / "README.md").read_text()
+    total = 0
+    for path in images:
+        assert f"`{path.name}`" in credits, f"{path.name} has no credit in examples/README.md"
+        img = hiif.load_image(path)
+        assert max(img.size) <= 1024
+        total += path.stat().st_size
+    assert total < 1_500_000
+    assert "CC0" in credits and "public domain" in credits.lower()
