@@ -96,7 +96,7 @@ def evaluate(models: Sequence[str | Upscaler], data_dir: str | Path, scales: Seq
 
 def format_table(result: dict[str, Any]) -> str:
     scales = [f"{s:g}" for s in result["scales"]]
-    lines = [f"{result['dataset']} ({result['protocol']} protocol, {result['images']} images), PSNR dB",
+    lines = [f"{result['dataset']} ({result['protocol']} protocol, {result['images']} images), PSNR dB", "",
              "| model | " + " | ".join(f"×{s}" for s in scales) + " |",
              "|---|" + "---:|" * len(scales)]
     for name, row in result["psnr"].items():
