@@ -2,14 +2,27 @@
 
 ``Upscaler(model).encode(image)`` runs the encoder once; ``render(encoded, scale, region)`` then
 decodes any scale, or any rectangle of the output, from those cached features in bounded memory
-(queries are decoded ``chunk`` at a time).
+(queries are decoded ``chunk`` at a time). ``render_to_png`` streams a whole output to a PNG file in
+bands of rows, so that memory does not grow with the output size.
+
+Decoding uses the fast decoders of :mod:`hiif.fast` by default (same outputs as the models'
+straightforward ``query_points`` within float32 rounding, ~1e-5); ``Upscaler(..., fast=False)``
+renders through ``model.query_points`` itself (the oracle the tests compare against).
 
 HIIF's linear attention averages statistics over all queries of one call, so a naive chunked
 render would differ from the official one-call output. The engine instead accumulates those
 statistics over the whole output grid first (one pass per attention block) and then decodes every
-chunk with them: the result equals one unchunked call, whatever the chunk or region. When the
-output grid exceeds ``stats_max_queries`` the statistics are estimated on a regular sub-grid of the
-output (every k-th row and column), which stays within a small error (see benchmarks/RESULTS.md).
+chunk with them: the result equals one unchunked call, whatever the chunk or region. On the fast
+path, when the whole output is rendered and its activations fit ``cache_bytes``, the passes share
+one level-0 evaluation (activations are kept between passes), so the statistics cost no extra
+decoding. When the output grid exceeds ``stats_max_queries`` the statistics are estimated on a
+regular sub-grid of the output: every k-th row and column, k the smallest stride within the budget
+that still samples at least min(scale, 4) in-cell positions per axis (see ``_stats_grid``).
+Measured error of the estimate (benchmarks/quality.py, trained HIIF-EDSR; benchmarks/RESULTS.md):
+256×256 ×12 = 9.4 MP, stride 2 vs exact statistics: max abs difference 0.0016 on a 0–1 scale,
+PSNR(estimate vs exact) 80.6 dB; Set5 ×4/×8 with forced strides 2–5: |Δ PSNR| ≤ 0.001 dB vs GT,
+max abs difference ≤ 0.0026 (a stride that divides the scale samples one in-cell position and
+was measured at −0.045 dB, which the stride rule avoids).
 """
 from __future__ import annotations
 
@@ -17,6 +30,9 @@ import contextlib
 import hashlib
 import math
 import numbers
+import os
+import struct
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Iterator, Union
@@ -30,12 +46,20 @@ from .imageio import ImageLike, InputImage, load_image, to_pil
 from .models import ImplicitSR
 from .models.common import pixel_centres
 from .models.encoders.swinir import SwinIR
+from .fast import FastDecoder, fast_decoder, tune_allocator
 
 MAX_SCALE = 30.0
-#: queries decoded per call: ~0.5 GB of activations on CPU for the widest decoder (LIIF)
+#: queries decoded per call by the oracle path: ~0.5 GB of activations on CPU for LIIF
 DEFAULT_CHUNK = {"cpu": 16384, "cuda": 262144}
+#: queries per call on the fast path (measured best on a 2-core EPYC with the tuned allocator,
+#: hiif.fast.tune_allocator: per-chunk temporaries of 16–64 MB; larger chunks run slower)
+FAST_CHUNK = {"cpu": {"liif": 8192, "lte": 8192, "hiif": 16384}, "cuda": 65536}
+#: HIIF activations (256 per query) kept between the statistics passes up to this size
+CACHE_BYTES = {"cpu": 1 << 30, "cuda": 1 << 30}
 #: HIIF attention statistics are exact up to this many output pixels, estimated beyond it
 STATS_MAX_QUERIES = 4_194_304
+#: ``render_to_png`` renders outputs larger than this in bands of about this many pixels
+PNG_BAND_PIXELS = 4_194_304
 #: largest output ``upscale``/``render`` produce in one piece (pixels)
 MAX_OUTPUT_PIXELS = 400_000_000
 
@@ -110,6 +134,8 @@ class Encoded:
     image: InputImage
     features: dict[str, Tensor] | None  # None for bicubic
     frame: tuple[int, int]  # (h, w) the features cover: the input, padded for SwinIR
+    #: which decoder state produced ``features`` (fast tables or oracle features, model weights)
+    producer: object = None
 
     @property
     def lr_size(self) -> tuple[int, int]:
@@ -121,13 +147,26 @@ class Upscaler:
 
     def __init__(self, model: ImplicitSR | str = "hiif-edsr", device: str | torch.device | None = None,
                  chunk: int | None = None, precision: str = "fp32", cell_rule: str = "official",
-                 cache_size: int = 4, stats_max_queries: int = STATS_MAX_QUERIES):
+                 cache_size: int = 4, stats_max_queries: int = STATS_MAX_QUERIES, fast: bool = True,
+                 cache_bytes: int | None = None):
         self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            tune_allocator()  # process-wide malloc settings, see hiif.fast.tune_allocator
         if isinstance(model, str) and model != "bicubic":
             from .weights import load_model
             model = load_model(model, self.device)
         self.model = None if model == "bicubic" else model.to(self.device).eval()
-        self.chunk = int(chunk or DEFAULT_CHUNK.get(self.device.type, DEFAULT_CHUNK["cpu"]))
+        self.use_fast = bool(fast)
+        self._fast: FastDecoder | None = None
+        self._producer: object = None
+        self._refresh_decoder()
+        if chunk is None:
+            if self._fast is not None:
+                per = FAST_CHUNK.get(self.device.type, FAST_CHUNK["cpu"])
+                chunk = per[self._fast.method] if isinstance(per, dict) else per
+            else:
+                chunk = DEFAULT_CHUNK.get(self.device.type, DEFAULT_CHUNK["cpu"])
+        self.chunk = int(chunk)
         if self.chunk < 1:
             raise ValueError("chunk must be a positive number of queries")
         autocast_context(self.device, precision)  # validates
@@ -137,8 +176,32 @@ class Upscaler:
         self.cell_rule = cell_rule
         self.cache_size = cache_size
         self.stats_max_queries = stats_max_queries
+        self.cache_bytes = int(CACHE_BYTES.get(self.device.type, CACHE_BYTES["cpu"])
+                               if cache_bytes is None else cache_bytes)
         self._encoded: OrderedDict[str, Encoded] = OrderedDict()
         self._stats: OrderedDict[tuple, list[Tensor]] = OrderedDict()
+
+    @property
+    def fast(self) -> bool:
+        """Whether rendering goes through :mod:`hiif.fast` (False: the model's own decoder)."""
+        return self._fast is not None
+
+    def _refresh_decoder(self) -> None:
+        """(Re)build the fast decoder when the model's weights changed; drop stale caches."""
+        if self.model is None:
+            return
+        fingerprint = FastDecoder.fingerprint(self.model)
+        if self._producer is not None and self._producer[1] == fingerprint:
+            return
+        self._fast = fast_decoder(self.model) if self.use_fast else None
+        self._producer = (object(), fingerprint)
+        if hasattr(self, "_encoded"):
+            self._encoded.clear()
+            self._stats.clear()
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
 
     # -- description ---------------------------------------------------------------------------
     @property
@@ -148,13 +211,18 @@ class Upscaler:
         return str(getattr(self.model, "source", None) or getattr(self.model, "method", "model"))
 
     def describe(self) -> str:
-        return f"{self.name} on {self.device.type}, {self.precision}"
+        decoder = "" if self.model is None else (", fast decoder" if self.fast else ", reference decoder")
+        return f"{self.name} on {self.device.type}, {self.precision}{decoder}"
 
     # -- encoding ------------------------------------------------------------------------------
     def encode(self, image: ImageLike | InputImage) -> Encoded:
         """Run the encoder once per distinct image (cached by content)."""
+        self._refresh_decoder()
         img = load_image(image)
-        key = hashlib.sha1(img.rgb.tobytes() + str(img.rgb.shape).encode()).hexdigest()
+        digest = hashlib.sha1(img.rgb.tobytes() + str(img.rgb.shape).encode())
+        if img.alpha is not None:  # same picture with another alpha: another entry
+            digest.update(b"alpha" + img.alpha.tobytes())
+        key = digest.hexdigest()
         if key in self._encoded:
             self._encoded.move_to_end(key)
             return self._encoded[key]
@@ -171,8 +239,8 @@ class Upscaler:
             # The encoder runs once per image, in float32 even when the decoder uses autocast: its
             # features feed phases/frequencies where bf16 rounding is amplified.
             with torch.inference_mode():
-                features = self.model.encode(inp)
-        encoded = Encoded(key, img, features, frame)
+                features = self._fast.encode(inp) if self._fast is not None else self.model.encode(inp)
+        encoded = Encoded(key, img, features, frame, self._producer)
         self._encoded[key] = encoded
         while len(self._encoded) > self.cache_size:
             self._encoded.popitem(last=False)
@@ -204,11 +272,8 @@ class Upscaler:
                          tick: Callable[[], None]) -> list[Tensor]:
         """Whole-grid means of LN(k)ᵀLN(v) for each attention block (estimated on a sub-grid
         when the grid is larger than ``stats_max_queries``)."""
+        rows, cols = self._stats_grid(encoded, rows, cols)
         n = rows.numel() * cols.numel()
-        if n > self.stats_max_queries:
-            stride = math.ceil(math.sqrt(n / self.stats_max_queries))
-            rows, cols = rows[stride // 2::stride], cols[stride // 2::stride]
-            n = rows.numel() * cols.numel()
         means: list[Tensor] = []
         for _ in self.model.attention_blocks:
             total = None
@@ -236,50 +301,213 @@ class Upscaler:
             if raw:
                 raise ValueError("bicubic has no raw decoder output")
             return self._render_bicubic(encoded, (H, W), (top, left, rh, rw))
+        self._refresh_decoder()
+        if encoded.producer is not self._producer:  # from another decoder or older weights
+            encoded = self.encode(encoded.image)
 
+        out = np.empty((rh * rw, 3), np.float32 if raw else np.uint8)
+
+        def emit(start: int, stop: int, pred: Tensor) -> None:
+            pred = pred.reshape(-1, 3).float()
+            if raw:
+                out[start:stop] = pred.cpu().numpy()
+            else:
+                rgb = (pred * 0.5 + 0.5).clamp_(0, 1).mul_(255).round_()
+                out[start:stop] = rgb.to(torch.uint8).cpu().numpy()
+
+        with torch.inference_mode():
+            if self._fast is None:
+                self._decode_oracle(encoded, (H, W), (top, left, rh, rw), emit, progress)
+            elif self._fast.mixes_queries:
+                self._decode_fast_mixing(encoded, (H, W), (top, left, rh, rw), emit, progress)
+            else:
+                self._decode_fast(encoded, (H, W), (top, left, rh, rw), emit, progress)
+        return out.reshape(rh, rw, 3)
+
+    def _grid(self, encoded: Encoded, out_hw: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
+        """Row and column centres of the whole output (in the feature frame) and the cell."""
         (h, w), (fh, fw) = encoded.lr_size, encoded.frame
-        rows_all, cols_all = self._axis(H, h, fh), self._axis(W, w, fw)
+        H, W = out_hw
+        return self._axis(H, h, fh), self._axis(W, w, fw), self.cell_for(encoded, (H, W))
+
+    def _stats_key(self, encoded: Encoded, out_hw: tuple[int, int], cell: Tensor) -> tuple:
+        return (encoded.key, *out_hw, tuple(cell.flatten().tolist()), self.precision,
+                self.stats_max_queries, self.fast)
+
+    def _keep_stats(self, key: tuple, value) -> None:
+        self._stats[key] = value
+        while len(self._stats) > 4 * self.cache_size:
+            self._stats.popitem(last=False)
+
+    def _decode_oracle(self, encoded: Encoded, out_hw: tuple[int, int], region: Region,
+                       emit: Callable[[int, int, Tensor], None], progress: Progress) -> None:
+        """Chunks through ``model.query_points`` (the straightforward implementation)."""
+        H, W = out_hw
+        top, left, rh, rw = region
+        rows_all, cols_all, cell = self._grid(encoded, out_hw)
         rows, cols = rows_all[top:top + rh], cols_all[left:left + rw]
-        cell = self.cell_for(encoded, (H, W))
         n = rh * rw
-        n_chunks = math.ceil(n / self.chunk)
         one_call = n <= self.chunk and (rh, rw) == (H, W)
         needs_stats = getattr(self.model, "mixes_queries", False) and not one_call
-        total_ticks = n_chunks
-        if needs_stats:
-            stats_n = min(H * W, self.stats_max_queries * 2)
-            total_ticks += len(self.model.attention_blocks) * math.ceil(stats_n / self.chunk)
+        total_ticks = math.ceil(n / self.chunk)
+        if needs_stats and self._stats_key(encoded, out_hw, cell) not in self._stats:
+            sr, sc = self._stats_grid(encoded, rows_all, cols_all)
+            total_ticks += len(self.model.attention_blocks) * math.ceil(sr.numel() * sc.numel() / self.chunk)
         bar, tick = _progress(progress, total_ticks)
-        out = np.empty((n, 3), np.float32 if raw else np.uint8)
         try:
-            with torch.inference_mode():
-                kv_means = None
-                if needs_stats:
-                    key = (encoded.key, H, W, tuple(cell.flatten().tolist()), self.precision)
-                    kv_means = self._stats.get(key)
-                    if kv_means is None:
-                        kv_means = self._attention_stats(encoded, rows_all, cols_all, cell, tick)
-                        self._stats[key] = kv_means
-                        while len(self._stats) > 4 * self.cache_size:
-                            self._stats.popitem(last=False)
-                for start in range(0, n, self.chunk):
-                    stop = min(n, start + self.chunk)
-                    coord = self._coords(rows, cols, start, stop)
-                    with autocast_context(self.device, self.precision):
-                        if kv_means is not None:
-                            pred = self.model.query_points(encoded.features, coord, cell, kv_means)
-                        else:
-                            pred = self.model.query_points(encoded.features, coord, cell)
-                    if raw:
-                        out[start:stop] = pred[0].float().cpu().numpy()
+            kv_means = None
+            if needs_stats:
+                key = self._stats_key(encoded, out_hw, cell)
+                kv_means = self._stats.get(key)
+                if kv_means is None:
+                    kv_means = self._attention_stats(encoded, rows_all, cols_all, cell, tick)
+                    self._keep_stats(key, kv_means)
+            for start in range(0, n, self.chunk):
+                stop = min(n, start + self.chunk)
+                coord = self._coords(rows, cols, start, stop)
+                with autocast_context(self.device, self.precision):
+                    if kv_means is not None:
+                        pred = self.model.query_points(encoded.features, coord, cell, kv_means)
                     else:
-                        rgb = (pred[0].float() * 0.5 + 0.5).clamp_(0, 1).mul_(255).round_()
-                        out[start:stop] = rgb.to(torch.uint8).cpu().numpy()
-                    tick()
+                        pred = self.model.query_points(encoded.features, coord, cell)
+                emit(start, stop, pred[0])
+                tick()
         finally:
             if bar is not None:
                 bar.close()
-        return out.reshape(rh, rw, 3)
+
+    def _decode_fast(self, encoded: Encoded, out_hw: tuple[int, int], region: Region,
+                     emit: Callable[[int, int, Tensor], None], progress: Progress) -> None:
+        """LIIF / LTE: queries are independent, any chunking gives the same values."""
+        top, left, rh, rw = region
+        rows_all, cols_all, cell = self._grid(encoded, out_hw)
+        rows, cols = rows_all[top:top + rh], cols_all[left:left + rw]
+        n = rh * rw
+        bar, tick = _progress(progress, math.ceil(n / self.chunk))
+        try:
+            for start in range(0, n, self.chunk):
+                stop = min(n, start + self.chunk)
+                coord = self._coords(rows, cols, start, stop)[0]
+                emit(start, stop, self._fast.query(encoded.features, coord, cell[0], self._dtype))
+                tick()
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def stats_stride(self, encoded: Encoded, scale: Scale) -> int:
+        """Stride of the sub-grid HIIF's attention statistics are estimated on at this scale
+        (1: exact, over the whole output)."""
+        rows, cols, _ = self._grid(encoded, output_size(encoded.lr_size, scale))
+        sub = self._stats_grid(encoded, rows, cols)[0]
+        return 1 if sub.numel() == rows.numel() else int(round(float(sub[1] - sub[0]) * rows.numel() / 2))
+
+    def _stats_grid(self, encoded: Encoded, rows: Tensor, cols: Tensor) -> tuple[Tensor, Tensor]:
+        """The (sub-)grid the attention statistics are taken over: the whole output up to
+        ``stats_max_queries``, else every k-th row and column (starting at k // 2).
+
+        k is the smallest stride within the budget that also samples at least min(s, 4) distinct
+        positions inside an LR cell per axis (s = the axis's scale, rounded): a stride that is a
+        multiple of an integer scale would see a single in-cell position, i.e. constant
+        hierarchical bits, and bias the estimate (measured: −0.045 dB on Set5 ×4 with stride 4,
+        against −0.001 dB with stride 3; benchmarks/RESULTS.md).
+        """
+        n = rows.numel() * cols.numel()
+        if n <= self.stats_max_queries:
+            return rows, cols
+        stride = math.ceil(math.sqrt(n / self.stats_max_queries))
+        (h, w), (fh, fw) = encoded.lr_size, encoded.frame
+        scales = [max(1, round(rows.numel() / h)), max(1, round(cols.numel() / w))]
+        while any(s // math.gcd(s, stride) < min(s, 4) for s in scales):
+            stride += 1
+        return rows[stride // 2::stride], cols[stride // 2::stride]
+
+    def _decode_fast_mixing(self, encoded: Encoded, out_hw: tuple[int, int], region: Region,
+                            emit: Callable[[int, int, Tensor], None], progress: Progress) -> None:
+        """HIIF: whole-grid attention statistics, then chunks decoded with them.
+
+        Whole output within ``cache_bytes`` and statistics not yet known: one pass per stage over
+        cached activations (level 0 + block-0 statistics, block 0 + block-1 statistics, block 1 +
+        levels 1–5), so each query is decoded once. Otherwise the statistics passes recompute the
+        earlier stages on the (sub-)grid, then each chunk is decoded in one go.
+        """
+        fd, tables, dtype, chunk = self._fast, encoded.features, self._dtype, self.chunk
+        H, W = out_hw
+        top, left, rh, rw = region
+        rows_all, cols_all, cell = self._grid(encoded, out_hw)
+        rows, cols = rows_all[top:top + rh], cols_all[left:left + rw]
+        n = rh * rw
+        n_blocks = len(fd.blocks)
+        key = self._stats_key(encoded, out_hw, cell)
+        mixers = self._stats.get(key)
+        whole = (rh, rw) == (H, W)
+        itemsize = torch.finfo(dtype).bits // 8
+        cached = (mixers is None and whole and n <= self.stats_max_queries
+                  and n * fd.dim * itemsize <= self.cache_bytes)
+        chunks = [(a, min(n, a + chunk)) for a in range(0, n, chunk)]
+        if cached:
+            total = (n_blocks + 1) * len(chunks)
+        else:
+            total = len(chunks)
+            if mixers is None:
+                sr, sc = self._stats_grid(encoded, rows_all, cols_all)
+                total += n_blocks * math.ceil(sr.numel() * sc.numel() / chunk)
+        bar, tick = _progress(progress, total)
+        try:
+            if cached:
+                acts = torch.empty((n, fd.dim), dtype=dtype, device=self.device)
+                local = torch.empty((n, 2), device=self.device)
+                mixers = []
+                for stage in range(n_blocks + 1):
+                    acc = fd.kv_accumulator(stage) if stage < n_blocks else None
+                    for a, b in chunks:
+                        if stage == 0:
+                            x, local[a:b] = fd.level0(tables, self._coords(rows, cols, a, b)[0], cell[0], dtype)
+                        else:
+                            x = fd.block(stage - 1, acts[a:b], mixers[stage - 1])
+                        if stage < n_blocks:
+                            acts[a:b] = x
+                            acc.add(*fd.kv_terms(stage, x))
+                        else:
+                            coord = self._coords(rows, cols, a, b)[0]
+                            emit(a, b, fd.tail(tables, x, local[a:b], coord))
+                        tick()
+                    if stage < n_blocks:
+                        mixers.append(fd.attention_map(stage, acc.mean()))
+                self._keep_stats(key, mixers)
+                return
+            if mixers is None:
+                mixers = self._fast_stats(encoded, rows_all, cols_all, cell, tick)
+                self._keep_stats(key, mixers)
+            for a, b in chunks:
+                coord = self._coords(rows, cols, a, b)[0]
+                x, loc = fd.level0(tables, coord, cell[0], dtype)
+                for i, mixer in enumerate(mixers):
+                    x = fd.block(i, x, mixer)
+                emit(a, b, fd.tail(tables, x, loc, coord))
+                tick()
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _fast_stats(self, encoded: Encoded, rows: Tensor, cols: Tensor, cell: Tensor,
+                    tick: Callable[[], None]) -> list:
+        """Attention statistics over the (sub-)grid, recomputing earlier stages per pass; returns
+        each block's statistics folded into its mixing map (:meth:`FastHIIF.attention_map`)."""
+        fd, tables, dtype = self._fast, encoded.features, self._dtype
+        rows, cols = self._stats_grid(encoded, rows, cols)
+        n = rows.numel() * cols.numel()
+        mixers: list = []
+        for i in range(len(fd.blocks)):
+            acc = fd.kv_accumulator(i)
+            for a in range(0, n, self.chunk):
+                coord = self._coords(rows, cols, a, min(n, a + self.chunk))[0]
+                x, _ = fd.level0(tables, coord, cell[0], dtype)
+                for j, mixer in enumerate(mixers):
+                    x = fd.block(j, x, mixer)
+                acc.add(*fd.kv_terms(i, x))
+                tick()
+            mixers.append(fd.attention_map(i, acc.mean()))
+        return mixers
 
     def _render_bicubic(self, encoded: Encoded, out_hw: tuple[int, int], region: Region) -> np.ndarray:
         (h, w), (H, W) = encoded.lr_size, out_hw
@@ -304,6 +532,56 @@ class Upscaler:
         encoded = image if isinstance(image, Encoded) else self.encode(image)
         rgb = self.render(encoded, scale, region, progress)
         return to_pil(rgb, self.render_alpha(encoded, scale, region))
+
+
+    def render_to_png(self, image: ImageLike | InputImage | Encoded, scale: Scale, path: str | os.PathLike,
+                      region: Region | None = None, progress: Progress = None,
+                      compress_level: int = 6, band_pixels: int = PNG_BAND_PIXELS) -> tuple[int, int]:
+        """Render ``image`` (or an ``Encoded``) at ``scale`` straight into a PNG file; returns
+        (width, height). Outputs above ``band_pixels`` are rendered and compressed in bands of rows,
+        so memory stays bounded whatever the output size (the input's alpha channel is kept)."""
+        encoded = image if isinstance(image, Encoded) else self.encode(image)
+        H, W = output_size(encoded.lr_size, scale)
+        top, left, rh, rw = region if region is not None else (0, 0, H, W)
+        if rh < 1 or rw < 1 or top < 0 or left < 0 or top + rh > H or left + rw > W:
+            raise ValueError(f"region {region} is outside the {W}×{H} output")
+        has_alpha = encoded.image.alpha is not None
+        channels = 4 if has_alpha else 3
+        band = rh if rh * rw <= band_pixels else max(1, band_pixels // rw)
+        bands = [(t, min(band, top + rh - t)) for t in range(top, top + rh, band)]
+        bar, tick = _progress(progress, len(bands))
+
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            return (struct.pack(">I", len(data)) + kind + data
+                    + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+        comp = zlib.compressobj(compress_level)
+        prev = np.zeros((1, rw * channels), np.uint8)
+        try:
+            with open(path, "wb") as fh:
+                fh.write(b"\x89PNG\r\n\x1a\n")
+                fh.write(chunk(b"IHDR", struct.pack(">IIBBBBB", rw, rh, 8, 6 if has_alpha else 2, 0, 0, 0)))
+                for t, b in bands:
+                    rgb = self.render(encoded, scale, (t, left, b, rw))
+                    if has_alpha:
+                        rgb = np.dstack([rgb, self.render_alpha(encoded, scale, (t, left, b, rw))])
+                    rows = rgb.reshape(b, rw * channels)
+                    # PNG filter 2 ("Up"): each row minus the row above, modulo 256
+                    up = np.empty((b, rw * channels + 1), np.uint8)
+                    up[:, 0] = 2
+                    np.subtract(rows, np.concatenate([prev, rows[:-1]]), out=up[:, 1:])
+                    prev = rows[-1:].copy()
+                    data = comp.compress(up.tobytes())
+                    if data:
+                        fh.write(chunk(b"IDAT", data))
+                    del rgb, rows, up
+                    tick()
+                fh.write(chunk(b"IDAT", comp.flush()))
+                fh.write(chunk(b"IEND", b""))
+        finally:
+            if bar is not None:
+                bar.close()
+        return rw, rh
 
 
 def _progress(progress: Progress, total: int) -> tuple[object | None, Callable[[], None]]:
