@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime
-import math
 import os
 import platform
 import re
@@ -10,7 +9,6 @@ import statistics
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -20,32 +18,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "tests"))
 import hiif  # noqa: E402
+from reference import formula_state_dict  # noqa: E402,F401  (the parity records' weight formula)
 from hiif.weights import ZOO, zoo_path  # noqa: E402
 
 SHARED = Path(os.environ.get("HIIF_SHARED_DIR", ROOT.parent / "shared"))
 MODELS = [f"{m}-{e}" for e in ("edsr", "rdn", "swinir") for m in ("liif", "lte", "hiif")]
-
-
-def formula_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Deterministic weights of the parity records (shared/reference/README.md, weight formula).
-    Speed does not depend on the weight values; these need no download or training."""
-    out = {}
-    for key, value in model.state_dict().items():
-        if not value.is_floating_point() or key.endswith(("relative_position_index", "attn_mask")):
-            out[key] = value.clone()
-            continue
-        shape = tuple(value.shape)
-        g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
-        u = torch.rand(shape, generator=g, dtype=torch.float64) * 2 - 1
-        if len(shape) >= 2:
-            t = u * math.sqrt(3 / math.prod(shape[1:]))
-        elif key.endswith("weight"):
-            t = 1 + 0.1 * u
-        else:
-            t = 0.1 * u
-        out[key] = t.float()
-    return out
 
 
 def build_model(name: str, weights: str = "formula", device: str = "cpu") -> torch.nn.Module:

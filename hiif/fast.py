@@ -161,6 +161,15 @@ def _scale(t: Tensor, h: float, w: float) -> Tensor:
     return t * torch.tensor([h, w], dtype=t.dtype, device=t.device)
 
 
+def conv_table(feat: Tensor, inp: Tensor, weight: Tensor, bias: Tensor) -> dict[str, Tensor]:
+    """One 3×3 conv of the encoder features into a channels-last (h·w, n) lookup table."""
+    dev = feat.device
+    table = F.conv2d(feat, weight.to(dev), bias.to(dev), padding=1)
+    _, n, h, w = table.shape
+    return {"inp": inp, "table": table[0].permute(1, 2, 0).reshape(h * w, n).contiguous(),
+            "hw": torch.tensor([h, w])}
+
+
 class FastDecoder:
     """Common interface. ``encode(inp) -> tables``; ``query(tables, coord (Q, 2), cell (2,),
     dtype) -> (Q, 3)`` in float32 (normalised space, as ``model.query_points``)."""
@@ -218,12 +227,7 @@ class FastLIIF(FastDecoder):
                 and model.imnet is not None and len(model.imnet.layers) >= 3)
 
     def encode(self, inp: Tensor) -> dict[str, Tensor]:
-        feat = self.model.encoder(inp)
-        dev = feat.device
-        table = F.conv2d(feat, self.conv_weight.to(dev), self.conv_bias.to(dev), padding=1)
-        b, n, h, w = table.shape
-        return {"inp": inp, "table": table[0].permute(1, 2, 0).reshape(h * w, n).contiguous(),
-                "hw": torch.tensor([h, w])}
+        return conv_table(self.model.encoder(inp), inp, self.conv_weight, self.conv_bias)
 
     def query(self, tables: dict[str, Tensor], coord: Tensor, cell: Tensor,
               dtype: torch.dtype = torch.float32) -> Tensor:
@@ -265,12 +269,7 @@ class FastLTE(FastDecoder):
         return model.phase.bias is None and model.coef.out_channels == model.freq.out_channels
 
     def encode(self, inp: Tensor) -> dict[str, Tensor]:
-        feat = self.model.encoder(inp)
-        dev = feat.device
-        table = F.conv2d(feat, self.conv_weight.to(dev), self.conv_bias.to(dev), padding=1)
-        b, n, h, w = table.shape
-        return {"inp": inp, "table": table[0].permute(1, 2, 0).reshape(h * w, n).contiguous(),
-                "hw": torch.tensor([h, w])}
+        return conv_table(self.model.encoder(inp), inp, self.conv_weight, self.conv_bias)
 
     def query(self, tables: dict[str, Tensor], coord: Tensor, cell: Tensor,
               dtype: torch.dtype = torch.float32) -> Tensor:
