@@ -485,7 +485,7 @@ class ModelSet:
 
     def _encode(self, name: str, image: InputImage):
         up = self._upscaler(name)
-        before = {id(e) for e in list(getattr(up, "_encoded", {}).values())}
+        before = {id(e) for e in up.cached().values()}
         encoded = up.encode(image)
         cached = id(encoded) in before
         with self._ledger_lock:
@@ -499,10 +499,9 @@ class ModelSet:
             items = []
             for name in [*self.entries, "bicubic"]:
                 up = self._upscaler(name) if name == "bicubic" or self.entries[name].available else None
-                cache = getattr(up, "_encoded", None)
-                if cache is None:
+                if up is None:
                     continue
-                for key, enc in list(cache.items()):
+                for key, enc in up.cached().items():
                     items.append((self._last_used.get((name, key), 0.0), name, key, _feature_bytes(enc)))
             total = sum(i[3] for i in items)
             for _, name, key, size in sorted(items):
@@ -514,7 +513,7 @@ class ModelSet:
                 if not lock.acquire(blocking=False):
                     continue  # in use by another job: leave it
                 try:
-                    self._upscaler(name)._encoded.pop(key, None)  # noqa: SLF001
+                    self._upscaler(name).evict(key)
                     self._last_used.pop((name, key), None)
                     total -= size
                 finally:
@@ -524,7 +523,7 @@ class ModelSet:
         total = 0
         for name in [*self.entries, "bicubic"]:
             up = self._upscaler(name) if name == "bicubic" or self.entries[name].available else None
-            for enc in list(getattr(up, "_encoded", {}).values()):
+            for enc in (up.cached().values() if up is not None else ()):
                 total += _feature_bytes(enc)
         return total
 

@@ -246,6 +246,16 @@ class Upscaler:
             self._encoded.popitem(last=False)
         return encoded
 
+    def cached(self) -> dict[str, Encoded]:
+        """The encoded images currently cached, by key (oldest first)."""
+        return dict(self._encoded)
+
+    def evict(self, key: str) -> None:
+        """Forget one cached encoding (and its HIIF statistics)."""
+        self._encoded.pop(key, None)
+        for stats_key in [k for k in self._stats if k and k[0] == key]:
+            self._stats.pop(stats_key, None)
+
     # -- rendering -----------------------------------------------------------------------------
     def cell_for(self, encoded: Encoded, out_hw: tuple[int, int]) -> Tensor:
         """The cell passed to the decoder for this output size (method's official test rule)."""
