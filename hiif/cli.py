@@ -69,7 +69,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     trainer = Trainer(config, run_dir=args.run_dir, device=args.device, data_dir=args.data)
     if args.resume:
         print(trainer.resume(), file=sys.stderr)
-    stats = trainer.train(steps=args.steps, max_minutes=args.max_minutes)
+    steps = args.steps
+    if args.until is not None:  # equal-step rounds: bring every model to the same total
+        steps = args.until - trainer.step
+    if steps is not None and steps <= 0:
+        print(f"{config.name}: already at step {trainer.step}; nothing to train", file=sys.stderr)
+        return 0
+    stats = trainer.train(steps=steps, max_minutes=args.max_minutes)
     print(f"{config.name}: step {stats['step']}, loss {stats['loss']:.4f}, "
           f"train PSNR {stats['train_psnr']:.2f} dB; checkpoint in {trainer.run_dir}", file=sys.stderr)
     if args.export:
@@ -123,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(or from the committed weights)")
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--steps", type=int, default=None, help="train at most this many more steps")
+    p.add_argument("--until", type=int, default=None, help="train until this total step count")
     p.add_argument("--run-dir", default=None)
     p.add_argument("--data", default=None, help="training image folder (overrides the config)")
     p.add_argument("--device", default=None)

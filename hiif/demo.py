@@ -73,6 +73,7 @@ class Limits:
     chunk: int | None  # queries per decoder call (None: the engine's default)
     stats_max_queries: int  # HIIF attention statistics exact up to this output size
     cache_bytes: int  # encoded features kept in memory, all models together
+    job_seconds: float = 1200.0  # a job still decoding after this long is stopped with a message
 
 
 def _env_number(name: str, default: float) -> float:
@@ -93,7 +94,8 @@ def device_limits(device: str | torch.device | None = None) -> Limits:
     CUDA: previews 2048², whole outputs up to 64 MP, inputs up to 4 MP (less on small GPUs), two jobs.
 
     Environment overrides (numbers): ``HIIF_DEMO_PREVIEW`` (side, px), ``HIIF_DEMO_FULL_MP``,
-    ``HIIF_DEMO_INPUT_MP``, ``HIIF_DEMO_CONCURRENCY``, ``HIIF_DEMO_CHUNK``, ``HIIF_DEMO_CACHE_GB``.
+    ``HIIF_DEMO_INPUT_MP``, ``HIIF_DEMO_CONCURRENCY``, ``HIIF_DEMO_CHUNK``, ``HIIF_DEMO_CACHE_GB``,
+    ``HIIF_DEMO_TIMEOUT`` (seconds per job: 1200 on CPU, 300 on CUDA).
     """
     dev = resolve_device(device)
     if dev.type == "cuda":
@@ -102,10 +104,10 @@ def device_limits(device: str | torch.device | None = None) -> Limits:
         input_pixels = int(min(2048 * 2048, total * 0.5 / 12_000))
         base = dict(preview_side=2048, full_pixels=64_000_000, input_pixels=input_pixels,
                     concurrency=2, chunk=None, stats_max_queries=STATS_MAX_QUERIES,
-                    cache_bytes=int(total * 0.35))
+                    cache_bytes=int(total * 0.35), job_seconds=300)
     else:
         base = dict(preview_side=512, full_pixels=16_000_000, input_pixels=1024 * 1024, concurrency=1,
-                    chunk=None, stats_max_queries=2 ** 20, cache_bytes=8 * 2 ** 30)
+                    chunk=None, stats_max_queries=2 ** 20, cache_bytes=8 * 2 ** 30, job_seconds=1200)
     side = int(_env_number("HIIF_DEMO_PREVIEW", base["preview_side"]))
     chunk = os.environ.get("HIIF_DEMO_CHUNK")
     return Limits(
@@ -117,6 +119,7 @@ def device_limits(device: str | torch.device | None = None) -> Limits:
         chunk=int(_env_number("HIIF_DEMO_CHUNK", 1)) if chunk else base["chunk"],
         stats_max_queries=base["stats_max_queries"],
         cache_bytes=int(_env_number("HIIF_DEMO_CACHE_GB", base["cache_bytes"] / 2 ** 30) * 2 ** 30),
+        job_seconds=_env_number("HIIF_DEMO_TIMEOUT", base["job_seconds"]),
     )
 
 
@@ -545,6 +548,8 @@ class ModelSet:
             raise DemoError(f"{job.backbone}: HIIF weights are not available ({hiif_entry.error}); "
                             f"available backbones: {', '.join(self.available_backbones()) or 'none'}")
         methods = [m for m in ORDER if m in set(methods)]
+        # Decoding checks the clock at every chunk (an encoder call is bounded by the input limit).
+        deadline = time.monotonic() + self.limits.job_seconds
         weights = {"hiif": 0.4, "bicubic": 0.04, "liif": 0.28, "lte": 0.28}
         total_w = sum(weights[m] for m in methods)
         done_w = 0.0
@@ -554,6 +559,9 @@ class ModelSet:
             start_f = done_w
 
             def report(fraction: float, desc: str, _s=start_f, _share=share) -> None:
+                if time.monotonic() > deadline:
+                    raise DemoError(f"stopped after the time limit of {self.limits.job_seconds:.0f} s per "
+                                    f"request; try a smaller preview, scale or input")
                 if progress is not None:
                     progress(min(1.0, _s + _share * fraction), desc)
 

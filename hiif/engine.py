@@ -32,6 +32,7 @@ import math
 import numbers
 import os
 import struct
+import warnings
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ DEFAULT_CHUNK = {"cpu": 16384, "cuda": 262144}
 #: queries per call on the fast path (measured best on a 2-core EPYC with the tuned allocator,
 #: hiif.fast.tune_allocator: per-chunk temporaries of 16–64 MB; larger chunks run slower)
 FAST_CHUNK = {"cpu": {"liif": 8192, "lte": 8192, "hiif": 16384}, "cuda": 65536}
+#: an out-of-memory while decoding halves the chunk and retries, down to this many queries
+MIN_OOM_CHUNK = 1024
 #: HIIF activations (256 per query) kept between the statistics passes up to this size
 CACHE_BYTES = {"cpu": 1 << 30, "cuda": 1 << 30}
 #: HIIF attention statistics are exact up to this many output pixels, estimated beyond it
@@ -325,14 +328,36 @@ class Upscaler:
                 rgb = (pred * 0.5 + 0.5).clamp_(0, 1).mul_(255).round_()
                 out[start:stop] = rgb.to(torch.uint8).cpu().numpy()
 
-        with torch.inference_mode():
-            if self._fast is None:
-                self._decode_oracle(encoded, (H, W), (top, left, rh, rw), emit, progress)
-            elif self._fast.mixes_queries:
-                self._decode_fast_mixing(encoded, (H, W), (top, left, rh, rw), emit, progress)
-            else:
-                self._decode_fast(encoded, (H, W), (top, left, rh, rw), emit, progress)
+        if self._fast is None:
+            decode = self._decode_oracle
+        elif self._fast.mixes_queries:
+            decode = self._decode_fast_mixing
+        else:
+            decode = self._decode_fast
+        self._with_oom_retry(lambda: decode(encoded, (H, W), (top, left, rh, rw), emit, progress))
         return out.reshape(rh, rw, 3)
+
+    def _with_oom_retry(self, decode: Callable[[], None]) -> None:
+        """Run ``decode``; on an accelerator out-of-memory, free the cache and run it again with
+        half the chunk (and half ``cache_bytes``), down to ``MIN_OOM_CHUNK``. Results do not depend on the chunk (HIIF's
+        statistics are whole-grid), so a retry renders the same output. The smaller chunk is kept
+        for later renders: the memory that was missing is likely to stay missing."""
+        while True:
+            try:
+                with torch.inference_mode():
+                    decode()
+                return
+            except torch.OutOfMemoryError as error:
+                if self.chunk <= MIN_OOM_CHUNK:
+                    raise torch.OutOfMemoryError(
+                        f"out of memory on {self.device} even with chunks of {self.chunk} queries: "
+                        f"render a smaller region or use the CPU") from error
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                self.chunk = max(MIN_OOM_CHUNK, self.chunk // 2)
+                self.cache_bytes //= 2  # HIIF's kept activations are the other large allocation
+                warnings.warn(f"out of memory on {self.device}; retrying with chunks of {self.chunk} queries",
+                              RuntimeWarning, stacklevel=3)
 
     def _grid(self, encoded: Encoded, out_hw: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
         """Row and column centres of the whole output (in the feature frame) and the cell."""

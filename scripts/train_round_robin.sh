@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the three methods of one encoder in rounds of equal steps, so that at every round boundary
+# Train the three methods of one encoder in rounds to equal step totals (round k ends at k*STEPS), so that at every round boundary
 # they share the same budget (fair comparisons). Resumes from runs/<name>/checkpoint.pt, else from
 # the committed weights; exports weights/<name>.safetensors after each model's round.
 #   nice -n 19 bash scripts/train_round_robin.sh edsr 1000 4 > runs/train.log 2>&1 &
@@ -11,7 +11,7 @@ mkdir -p runs
 for round in $(seq 1 "$rounds"); do
   for method in hiif liif lte; do
     echo "=== round $round $method-$encoder $(date -u)"
-    python -m hiif train --config "configs/$method-$encoder.yaml" --resume --steps "$steps" --export
+    python -m hiif train --config "configs/$method-$encoder.yaml" --resume --until $((round * steps)) --export
   done
 done
 echo "=== done $(date -u)"

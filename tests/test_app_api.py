@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,3 +125,44 @@ def test_bad_input_is_an_error_and_the_server_lives_on(client, server, small_png
     assert server.alive(), server.log_tail()
     ok = client.predict(gradio_client.handle_file(str(small_png)), "EDSR-baseline", 1.5, api_name="/upscale")
     assert _arrays(ok)[0].shape == (12, 15, 3)
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="RSS read from /proc (Linux)")
+def test_six_concurrent_requests_match_sequential_ones_in_bounded_memory(client, server, tmp_path):
+    rng = np.random.default_rng(5)
+    jobs = []
+    for i, (backbone, scale) in enumerate([("EDSR-baseline", 2.5), ("RDN", 3.0), ("SwinIR", 4.2),
+                                           ("EDSR-baseline", 7.0), ("RDN", 1.5), ("SwinIR", 2.0)]):
+        path = tmp_path / f"in{i}.png"
+        Image.fromarray((rng.random((12 + i, 14, 3)) * 255).astype(np.uint8)).save(path)
+        jobs.append((gradio_client.handle_file(str(path)), backbone, scale))
+
+    sequential = [_arrays(client.predict(*job, api_name="/upscale")) for job in jobs]
+    peak_sequential = _rss_mb(server.proc.pid)
+
+    samples, done = [], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            samples.append(_rss_mb(server.proc.pid))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        submitted = [client.submit(*job, api_name="/upscale") for job in jobs]
+        concurrent = [_arrays(job.result(timeout=600)) for job in submitted]
+    finally:
+        done.set()
+        sampler.join()
+    for i, (a, b) in enumerate(zip(sequential, concurrent)):
+        for method, x, y in zip(METHODS, a, b):
+            np.testing.assert_array_equal(x, y, err_msg=f"request {i} {method}")
+    assert server.alive(), server.log_tail()
+    # The render queue runs one job at a time on CPU: six visitors cost no more than one.
+    assert max(samples) <= 1.25 * peak_sequential + 200, (max(samples), peak_sequential)

@@ -267,6 +267,16 @@ def test_too_large_for_a_whole_render(models):
     assert not offer and "regions only" in text
 
 
+def test_time_limit_stops_a_job_with_a_message_and_the_models_serve_on(models):
+    slow = demo.ModelSet("cpu", limits(job_seconds=1e-6), names=["hiif-edsr"], loader=random_loader)
+    job = demo.plan_job(IMAGE, "EDSR-baseline", 3, limits=slow.limits)
+    with pytest.raises(demo.DemoError, match="time limit of 0 s per request"):
+        slow.compare(job, methods=["hiif"])
+    slow.limits = models.limits  # the same models, a generous limit: the job completes
+    assert slow.compare(job, methods=["hiif"]).results["hiif"].image.shape == (36, 48, 3)
+    assert demo.device_limits("cpu").job_seconds == 1200
+
+
 def test_feature_cache_stays_within_budget():
     ms = demo.ModelSet("cpu", limits(cache_bytes=1), names=["hiif-edsr", "liif-edsr", "lte-edsr"],
                        loader=random_loader)

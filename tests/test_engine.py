@@ -130,3 +130,34 @@ def test_bf16_autocast_stays_close(record, formula_models):
     a = a_up.render(a_up.encode(IMAGE), 2, raw=True)
     b = b_up.render(b_up.encode(IMAGE), 2, raw=True)
     assert np.abs(a - b).mean() < 0.05 * a.std()
+
+
+@pytest.mark.parametrize("record,stage", [("liif-edsr-baseline", "query"), ("hiif-edsr-baseline", "level0")])
+def test_out_of_memory_retries_with_smaller_chunks(record, stage, formula_models, monkeypatch):
+    """A CUDA out-of-memory while decoding (simulated: chunks above 300 queries 'do not fit')
+    halves the chunk until it fits; the picture is the one an unconstrained render gives."""
+    import hiif.engine
+
+    model = formula_models(record)
+    expected = Upscaler(model, chunk=2000).render(Upscaler(model).encode(IMAGE), 3, raw=True)
+    monkeypatch.setattr(hiif.engine, "MIN_OOM_CHUNK", 100)
+    up = Upscaler(model, chunk=2000)
+    original = getattr(up._fast, stage)
+    calls = []
+
+    def tight(tables, coord, *args):
+        calls.append(coord.shape[0])
+        if coord.shape[0] > 300:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return original(tables, coord, *args)
+
+    monkeypatch.setattr(up._fast, stage, tight)
+    with pytest.warns(RuntimeWarning, match="retrying with chunks of 250"):
+        out = up.render(up.encode(IMAGE), 3, raw=True)
+    assert up.chunk == 250 and calls[:3] == [39 * 51, 1000, 500]
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+    up.chunk = 2000  # memory that never suffices: a clear error once the floor is reached
+    monkeypatch.setattr(hiif.engine, "MIN_OOM_CHUNK", 500)
+    with pytest.warns(RuntimeWarning), pytest.raises(torch.OutOfMemoryError, match="even with chunks of 500"):
+        up.render(up.encode(IMAGE), 3)
