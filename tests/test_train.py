@@ -10,14 +10,14 @@ from hiif.train import Config, Trainer, learning_rate
 IMAGES = [(np.random.default_rng(i).random((120, 150, 3)) * 255).astype(np.uint8) for i in range(3)]
 
 
-def tiny_config(method="hiif"):
+def tiny_config(method="hiif", **extra):
     encoder = {"name": "edsr-baseline", "args": {"no_upsampling": True, "n_resblocks": 1, "n_feats": 8}}
     model = {"hiif": {"name": "hiif", "args": {"encoder_spec": encoder, "hidden_dim": 32, "blocks": 4}},
              "lte": {"name": "lte", "args": {"encoder_spec": encoder, "hidden_dim": 32, "imnet_spec": {
                  "name": "mlp", "args": {"out_dim": 3, "hidden_list": [32]}}}}}[method]
     raw = {"name": f"tiny-{method}", "model": model,
            "data": {"patch": 16, "scale_min": 1, "scale_max": 4, "queries": 64},
-           "optim": {"lr": 1e-3, "batch": 2, "steps": 50, "warmup": 2}, "precision": "fp32", "seed": 3}
+           "optim": {"lr": 1e-3, "batch": 2, "steps": 50, "warmup": 2}, "precision": "fp32", "seed": 3, **extra}
     return Config(raw["name"], raw["model"], raw["data"], raw["optim"], raw)
 
 
@@ -41,19 +41,44 @@ def test_schedule_warmup_then_cosine():
 
 @pytest.mark.parametrize("method", ["hiif", "lte"])
 def test_resume_is_exact(tmp_path, method):
-    straight = Trainer(tiny_config(method), run_dir=tmp_path / "a", images=IMAGES, progress=False)
+    config = lambda: tiny_config(method, ema=0.9)  # noqa: E731
+    straight = Trainer(config(), run_dir=tmp_path / "a", images=IMAGES, progress=False)
     straight.train(steps=6)
 
-    first = Trainer(tiny_config(method), run_dir=tmp_path / "b", images=IMAGES, progress=False)
+    first = Trainer(config(), run_dir=tmp_path / "b", images=IMAGES, progress=False)
     first.train(steps=3)  # saves a checkpoint at the end
     torch.manual_seed(999)  # disturb global RNG: the checkpoint must restore it
-    resumed = Trainer(tiny_config(method), run_dir=tmp_path / "b", images=IMAGES, progress=False)
+    resumed = Trainer(config(), run_dir=tmp_path / "b", images=IMAGES, progress=False)
     assert "resumed" in resumed.resume()
     resumed.train(steps=3)
 
     assert resumed.step == straight.step == 6
     for (k, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
         assert torch.equal(a, b), k
+    assert resumed.ema.updates == straight.ema.updates == 6
+    for k, a in straight.ema.state_dict().items():
+        assert torch.equal(a, resumed.ema.state_dict()[k]), k
+
+
+def test_weight_average_is_what_gets_exported(tmp_path):
+    trainer = Trainer(tiny_config("lte", ema=0.5), run_dir=tmp_path / "run", images=IMAGES, progress=False)
+    shadow = {k: v.clone() for k, v in trainer.ema.state_dict().items()}
+    trainer.train(steps=3)
+    # by hand: decay min(0.5, (1 + n) / (10 + n)) = 0.1, 0.18.., 0.25
+    raw = trainer.model.state_dict()
+    assert trainer.ema.updates == 3
+    key = "imnet.layers.0.weight" if "imnet.layers.0.weight" in raw else next(iter(shadow))
+    assert not torch.equal(trainer.ema.state_dict()[key], raw[key])
+    own = {k: v.clone() for k, v in raw.items()}
+    path = trainer.export(tmp_path / "avg.safetensors")
+    assert all(torch.equal(v, trainer.model.state_dict()[k]) for k, v in own.items())  # swapped back
+    exported = hiif.load_model(path).state_dict()
+    for k, v in trainer.ema.state_dict().items():  # the average, rounded to fp16 by the file
+        assert torch.equal(exported[k], v.half().float()), k
+    assert not torch.equal(exported[key], raw[key].half().float())
+    assert hiif.load_model(path).metadata["ema"] == "0.5 over 3 steps"
+    with pytest.raises(ValueError, match="ema decay"):
+        Trainer(tiny_config("lte", ema=1.5), run_dir=tmp_path / "bad", images=IMAGES, progress=False)
 
 
 def test_training_reduces_loss_and_exports(tmp_path):
