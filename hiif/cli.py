@@ -90,6 +90,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     trainer = Trainer(config, run_dir=args.run_dir, device="cpu", images=[_dummy_image()], progress=False)
     trainer.load_checkpoint()
     trainer.data_name = str(config.data.get("name", config.data.get("train_dir")))
+    if args.last_step:
+        trainer.ema = None
     print(f"exported {trainer.export(args.output)} (step {trainer.step})", file=sys.stderr)
     return 0
 
@@ -140,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True)
     p.add_argument("--run-dir", default=None)
     p.add_argument("--output", default=None)
+    p.add_argument("--last-step", action="store_true",
+                   help="export the last step's weights, not their moving average (config 'ema')")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("evaluate", help="PSNR/SSIM on a benchmark folder, official protocol")

@@ -91,3 +91,35 @@ def test_training_reduces_loss_and_exports(tmp_path):
     assert model.metadata["steps"] == "41" and model.metadata["name"] == "tiny-hiif"
     out = hiif.upscale(IMAGES[0][:20, :24], 2.5, model)
     assert out.size == (60, 50)
+
+
+def test_cli_trains_to_a_step_total_and_exports_both_weight_kinds(tmp_path, monkeypatch, capsys):
+    import yaml
+    from PIL import Image
+
+    import hiif.train
+    from hiif.cli import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, image in enumerate(IMAGES):
+        Image.fromarray(image).save(photos / f"{i}.png")
+    raw = tiny_config("lte", ema=0.9).raw
+    raw["data"]["train_dir"] = str(photos)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    monkeypatch.setattr(hiif.train, "WEIGHTS_DIR", tmp_path / "weights")
+    run = ["--config", str(config), "--run-dir", str(tmp_path / "run")]
+
+    assert main(["train", *run, "--resume", "--until", "4", "--export"]) == 0
+    assert hiif.load_model(tmp_path / "weights" / "tiny-lte.safetensors").metadata["steps"] == "4"
+    assert main(["train", *run, "--resume", "--until", "3"]) == 0  # already past: nothing to do
+    assert "already at step 4" in capsys.readouterr().err
+    assert main(["train", *run, "--resume", "--until", "6"]) == 0
+    assert main(["export", *run, "--output", str(tmp_path / "avg.safetensors")]) == 0
+    assert main(["export", *run, "--last-step", "--output", str(tmp_path / "last.safetensors")]) == 0
+    average, last = (hiif.load_model(tmp_path / f"{n}.safetensors") for n in ("avg", "last"))
+    assert average.metadata["steps"] == last.metadata["steps"] == "6"
+    assert "ema" in average.metadata and "ema" not in last.metadata
+    differs = [not torch.equal(a, b) for a, b in zip(average.state_dict().values(), last.state_dict().values())]
+    assert any(differs)
