@@ -169,8 +169,11 @@ class Trainer:
         os.replace(tmp, path)
         return path
 
-    def load_checkpoint(self, path: str | Path | None = None) -> None:
-        state = torch.load(path or self.run_dir / CHECKPOINT, map_location=self.device, weights_only=True)
+    def read_checkpoint(self, path: str | Path | None = None) -> dict[str, Any]:
+        return torch.load(path or self.run_dir / CHECKPOINT, map_location=self.device, weights_only=True)
+
+    def load_checkpoint(self, path: str | Path | None = None, state: dict[str, Any] | None = None) -> None:
+        state = state if state is not None else self.read_checkpoint(path)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
@@ -187,13 +190,19 @@ class Trainer:
                 self.ema.reset(self.model)
 
     def resume(self) -> str:
-        """Continue from the run's checkpoint, else from the committed weights, else from scratch."""
-        if (self.run_dir / CHECKPOINT).is_file():
-            self.load_checkpoint()
-            return f"resumed {self.run_dir / CHECKPOINT} at step {self.step}"
+        """Continue from the run's checkpoint, else from the committed weights, else from scratch.
+        Committed weights trained further than the checkpoint (on another machine, say) win."""
         committed = WEIGHTS_DIR / f"{self.cfg.name}.safetensors"
-        if committed.is_file():
-            weights = load_safetensors(committed)
+        weights = load_safetensors(committed) if committed.is_file() else None
+        weight_steps = int(weights.metadata.get("steps", 0)) if weights is not None else -1
+        note = "no checkpoint; "
+        if (self.run_dir / CHECKPOINT).is_file():
+            state = self.read_checkpoint()
+            if int(state["step"]) >= weight_steps:
+                self.load_checkpoint(state=state)
+                return f"resumed {self.run_dir / CHECKPOINT} at step {self.step}"
+            note = f"checkpoint (step {state['step']}) is behind the weights; "
+        if weights is not None:
             self.model.load_state_dict(weights.state_dict())
             if self.ema is not None:
                 self.ema.reset(self.model)
@@ -201,7 +210,7 @@ class Trainer:
             self.elapsed = float(weights.metadata.get("train_seconds", 0))
             # the optimizer moments are lost: restart the warm-up from there
             self.warm_restart = self.step
-            return f"no checkpoint; started from {committed} (step {self.step}, fresh optimizer)"
+            return f"{note}started from {committed} (step {self.step}, fresh optimizer)"
         return "no checkpoint or weights; starting from scratch"
 
     # -- training ----------------------------------------------------------------------------

@@ -123,3 +123,24 @@ def test_cli_trains_to_a_step_total_and_exports_both_weight_kinds(tmp_path, monk
     assert "ema" in average.metadata and "ema" not in last.metadata
     differs = [not torch.equal(a, b) for a, b in zip(average.state_dict().values(), last.state_dict().values())]
     assert any(differs)
+
+
+def test_resume_prefers_weights_trained_further_than_the_checkpoint(tmp_path, monkeypatch):
+    """Weights trained on another machine (a lent GPU) and committed must not be overridden by an
+    older local checkpoint."""
+    import hiif.train
+
+    monkeypatch.setattr(hiif.train, "WEIGHTS_DIR", tmp_path / "weights")
+    config = lambda: tiny_config("lte", ema=0.9)  # noqa: E731
+    local = Trainer(config(), run_dir=tmp_path / "local", images=IMAGES, progress=False)
+    local.train(steps=2)
+    elsewhere = Trainer(config(), run_dir=tmp_path / "elsewhere", images=IMAGES, progress=False)
+    elsewhere.train(steps=5)
+    elsewhere.export()  # weights/tiny-lte.safetensors at step 5
+
+    resumed = Trainer(config(), run_dir=tmp_path / "local", images=IMAGES, progress=False)
+    message = resumed.resume()
+    assert "behind the weights" in message and resumed.step == 5 and resumed.warm_restart == 5
+    local.train(steps=5)  # now the checkpoint (step 7) is ahead again
+    again = Trainer(config(), run_dir=tmp_path / "local", images=IMAGES, progress=False)
+    assert "resumed" in again.resume() and again.step == 7
