@@ -152,8 +152,9 @@ def test_out_of_memory_retries_with_smaller_chunks(record, stage, formula_models
         return original(tables, coord, *args)
 
     monkeypatch.setattr(up._fast, stage, tight)
-    with pytest.warns(RuntimeWarning, match="retrying with chunks of 250"):
+    with pytest.warns(RuntimeWarning) as record:
         out = up.render(up.encode(IMAGE), 3, raw=True)
+    assert [str(w.message).split("chunks of ")[1] for w in record] == [f"{n} queries" for n in (1000, 500, 250)]
     assert up.chunk == 250 and calls[:3] == [39 * 51, 1000, 500]
     np.testing.assert_allclose(out, expected, atol=1e-5)
 
