@@ -94,6 +94,25 @@ def evaluate(models: Sequence[str | Upscaler], data_dir: str | Path, scales: Seq
             "seconds": seconds, "precision": precision}
 
 
+def merge_results(parts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Results of one dataset measured in several pieces (scales split across processes) joined
+    into one result per dataset, scales in ascending order, in the order datasets first appear."""
+    merged: dict[str, dict[str, Any]] = {}
+    for r in parts:
+        m = merged.setdefault(r["dataset"], {**r, "psnr": {}, "scales": [], "seconds": {}})
+        if (m["protocol"], m["images"]) != (r["protocol"], r["images"]):
+            raise ValueError(f"{r['dataset']}: pieces measured with different protocols or images")
+        m["scales"] = sorted(set(m["scales"]) | set(r["scales"]))
+        for name, row in r["psnr"].items():
+            m["psnr"].setdefault(name, {}).update(row)
+        for name, seconds in r["seconds"].items():
+            m["seconds"][name] = m["seconds"].get(name, 0.0) + seconds
+    for m in merged.values():
+        m["psnr"] = {name: {f"{s:g}": row[f"{s:g}"] for s in m["scales"] if f"{s:g}" in row}
+                     for name, row in m["psnr"].items()}
+    return list(merged.values())
+
+
 def format_table(result: dict[str, Any]) -> str:
     scales = [f"{s:g}" for s in result["scales"]]
     lines = [f"{result['dataset']} ({result['protocol']} protocol, {result['images']} images), PSNR dB", "",

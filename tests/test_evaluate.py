@@ -52,3 +52,25 @@ def test_evaluate_cli_writes_table_json_and_plot(tmp_path, formula_models):
     result = json.loads((tmp_path / "r.json").read_text())[0]
     assert set(result["psnr"]) == {"bicubic", str(weights)}
     assert Image.open(tmp_path / "p.png").size[0] > 100
+
+
+def test_results_measured_in_pieces_merge_into_one_table():
+    from hiif.evaluate import merge_results
+
+    def piece(dataset, scales, offset):
+        return {"dataset": dataset, "data": dataset, "protocol": "benchmark", "images": 5,
+                "scales": scales, "precision": "fp32",
+                "psnr": {n: {f"{s:g}": offset + s for s in scales} for n in ("bicubic", "m")},
+                "seconds": {"bicubic": 1.0, "m": 2.0}}
+
+    merged = merge_results([piece("Set14", [2, 3], 0), piece("Set5", [12, 30], 10),
+                            piece("Set14", [12, 30], 0), piece("Set5", [2, 3], 10)])
+    assert [r["dataset"] for r in merged] == ["Set14", "Set5"]
+    set5 = merged[1]
+    assert set5["scales"] == [2, 3, 12, 30]
+    assert list(set5["psnr"]["m"]) == ["2", "3", "12", "30"] and set5["psnr"]["m"]["12"] == 22
+    assert set5["seconds"] == {"bicubic": 2.0, "m": 4.0}
+    bad = piece("Set5", [4], 0)
+    bad["images"] = 4
+    with pytest.raises(ValueError, match="different"):
+        merge_results([piece("Set5", [2], 0), bad])

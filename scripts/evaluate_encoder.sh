@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Evaluate the three methods of one encoder on Set5 and Set14 at the nine scales of the model card,
+# in two one-thread processes (on 2 cores that beats one two-thread process), then merge and write
+# runs/eval_<encoder>.json, docs/psnr_<encoder>.png and the tables. Never beside a training run:
+# the two would slow each other many times over.
+#   bash scripts/evaluate_encoder.sh edsr [BENCHMARKS_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+encoder=${1:-edsr}; bench=${2:-../shared/benchmarks}
+models="--model hiif-$encoder --model liif-$encoder --model lte-$encoder"
+mkdir -p runs
+# balanced halves: Set14 x2..x8 | Set5+Set14 x12..x30 and Set5 x2..x8
+OMP_NUM_THREADS=1 python -m hiif evaluate $models --data "$bench/Set14" --scales 2,3,4,6,8 \
+  --out "runs/eval_${encoder}_a.json" --quiet > /dev/null &
+( OMP_NUM_THREADS=1 python -m hiif evaluate $models --data "$bench/Set5,$bench/Set14" --scales 12,18,24,30 \
+    --out "runs/eval_${encoder}_b.json" --quiet > /dev/null
+  OMP_NUM_THREADS=1 python -m hiif evaluate $models --data "$bench/Set5" --scales 2,3,4,6,8 \
+    --out "runs/eval_${encoder}_c.json" --quiet > /dev/null ) &
+wait %1 && wait %2
+python - "$encoder" <<'PY'
+import json, sys
+from pathlib import Path
+from hiif.evaluate import format_table, merge_results, plot_results, write_results
+enc = sys.argv[1]
+parts = [r for k in "bac" for r in json.loads(Path(f"runs/eval_{enc}_{k}.json").read_text())]
+results = merge_results(parts)
+for r in results:
+    print(format_table(r), end="\n\n")
+write_results(results, f"runs/eval_{enc}.json")
+plot_results(results, f"docs/psnr_{enc}.png")
+print(f"runs/eval_{enc}.json, docs/psnr_{enc}.png; model card: hiif.evaluate.model_card(results, intro)")
+PY
