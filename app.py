@@ -58,8 +58,7 @@ def build(models: demo.ModelSet, outputs: demo.OutputDir) -> gr.Blocks:
     limits = models.limits
     backbones = list(demo.BACKBONES)
     default_backbone = (models.available_backbones() or backbones)[0]
-    preview_choices = [s for s in demo.PREVIEW_SIDES] if limits.preview_side in demo.PREVIEW_SIDES \
-        else sorted({*demo.PREVIEW_SIDES, limits.preview_side})
+    preview_choices = sorted({*demo.PREVIEW_SIDES, limits.preview_side})
 
     def progress_fn(progress: gr.Progress):
         return lambda fraction, desc: progress(fraction, desc=desc)
@@ -228,8 +227,9 @@ def build(models: demo.ModelSet, outputs: demo.OutputDir) -> gr.Blocks:
         # -- events ------------------------------------------------------------------------------
         controls = [image, backbone, scale, separate, vscale, mode, preview, centre]
         results = [*sliders, table, files, info, whole_btn, last]
-        heavy = dict(concurrency_id="render", concurrency_limit=limits.concurrency)
-        heavy["show_progress_on"] = [info]  # keep finished sliders visible while the rest renders
+        render_queue = dict(concurrency_id="render", concurrency_limit=limits.concurrency)
+        # keep finished sliders visible while the rest renders
+        heavy = dict(render_queue, show_progress_on=[info])
         run_btn.click(run, controls, results, api_visibility="undocumented", api_name="run",
                       trigger_mode="always_last", **heavy)
         gr.on([scale.release, vscale.release, backbone.change, mode.change, preview.change],
@@ -243,8 +243,7 @@ def build(models: demo.ModelSet, outputs: demo.OutputDir) -> gr.Blocks:
         whole_btn.click(render_whole, last, [*sliders, table, files, info, whole_btn],
                         api_visibility="private", **heavy)
         api_btn.click(api, [api_image, api_backbone, api_scale, api_vscale, api_mode, api_cx, api_cy],
-                      [*api_outputs, api_json], api_name="upscale", concurrency_id="render",
-                      concurrency_limit=limits.concurrency)
+                      [*api_outputs, api_json], api_name="upscale", **render_queue)
     return app
 
 

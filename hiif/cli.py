@@ -90,9 +90,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     trainer = Trainer(config, run_dir=args.run_dir, device="cpu", images=[_dummy_image()], progress=False)
     trainer.load_checkpoint()
     trainer.data_name = str(config.data.get("name", config.data.get("train_dir")))
-    if args.last_step:
-        trainer.ema = None
-    print(f"exported {trainer.export(args.output)} (step {trainer.step})", file=sys.stderr)
+    path = trainer.export(args.output, average=not args.last_step)
+    print(f"exported {path} (step {trainer.step})", file=sys.stderr)
     return 0
 
 
@@ -130,8 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from runs/<name>/checkpoint.pt "
                    "(or from the committed weights)")
     p.add_argument("--max-minutes", type=float, default=None)
-    p.add_argument("--steps", type=int, default=None, help="train at most this many more steps")
-    p.add_argument("--until", type=int, default=None, help="train until this total step count")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, default=None, help="train at most this many more steps")
+    budget.add_argument("--until", type=int, default=None, help="train until this total step count")
     p.add_argument("--run-dir", default=None)
     p.add_argument("--data", default=None, help="training image folder (overrides the config)")
     p.add_argument("--device", default=None)

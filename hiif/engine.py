@@ -100,6 +100,17 @@ def output_size(lr_size: tuple[int, int], scale: Scale) -> tuple[int, int]:
     return max(1, round(h * sy)), max(1, round(w * sx))
 
 
+def output_region(lr_size: tuple[int, int], scale: Scale,
+                  region: Region | None) -> tuple[tuple[int, int], Region]:
+    """The output size and ``region`` (top, left, height, width; None: all of it), checked to lie
+    inside the output."""
+    H, W = output_size(lr_size, scale)
+    top, left, rh, rw = region if region is not None else (0, 0, H, W)
+    if rh < 1 or rw < 1 or top < 0 or left < 0 or top + rh > H or left + rw > W:
+        raise ValueError(f"region {region} is outside the {W}×{H} output")
+    return (H, W), (top, left, rh, rw)
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -303,10 +314,7 @@ class Upscaler:
                progress: Progress = None, raw: bool = False) -> np.ndarray:
         """RGB uint8 (height, width, 3) of the whole output, or of ``region`` (top, left, h, w).
         ``raw=True`` returns the decoder's float32 output instead (normalised space, unclamped)."""
-        H, W = output_size(encoded.lr_size, scale)
-        top, left, rh, rw = region if region is not None else (0, 0, H, W)
-        if rh < 1 or rw < 1 or top < 0 or left < 0 or top + rh > H or left + rw > W:
-            raise ValueError(f"region {region} is outside the {W}×{H} output")
+        (H, W), (top, left, rh, rw) = output_region(encoded.lr_size, scale, region)
         if rh * rw > MAX_OUTPUT_PIXELS:
             raise ValueError(f"output of {rw}×{rh} = {rh * rw / 1e6:.0f} MP exceeds the limit of "
                              f"{MAX_OUTPUT_PIXELS / 1e6:.0f} MP; render a region instead")
@@ -339,9 +347,9 @@ class Upscaler:
 
     def _with_oom_retry(self, decode: Callable[[], None]) -> None:
         """Run ``decode``; on an accelerator out-of-memory, free the cache and run it again with
-        half the chunk (and half ``cache_bytes``), down to ``MIN_OOM_CHUNK``. Results do not depend on the chunk (HIIF's
-        statistics are whole-grid), so a retry renders the same output. The smaller chunk is kept
-        for later renders: the memory that was missing is likely to stay missing."""
+        half the chunk (and half ``cache_bytes``), down to ``MIN_OOM_CHUNK``. Results do not depend
+        on the chunk (HIIF's statistics are whole-grid), so a retry renders the same output. The
+        smaller chunk is kept for later renders: the missing memory is likely to stay missing."""
         while True:
             try:
                 with torch.inference_mode():
@@ -556,8 +564,7 @@ class Upscaler:
         if encoded.image.alpha is None:
             return None
         (h, w) = encoded.lr_size
-        H, W = output_size((h, w), scale)
-        top, left, rh, rw = region if region is not None else (0, 0, H, W)
+        (H, W), (top, left, rh, rw) = output_region((h, w), scale, region)
         src = Image.fromarray(encoded.image.alpha, "L")
         box = (left * w / W, top * h / H, (left + rw) * w / W, (top + rh) * h / H)
         return np.asarray(src.resize((rw, rh), Image.BICUBIC, box=box))
@@ -568,7 +575,6 @@ class Upscaler:
         rgb = self.render(encoded, scale, region, progress)
         return to_pil(rgb, self.render_alpha(encoded, scale, region))
 
-
     def render_to_png(self, image: ImageLike | InputImage | Encoded, scale: Scale, path: str | os.PathLike,
                       region: Region | None = None, progress: Progress = None,
                       compress_level: int = 6, band_pixels: int = PNG_BAND_PIXELS) -> tuple[int, int]:
@@ -576,10 +582,7 @@ class Upscaler:
         (width, height). Outputs above ``band_pixels`` are rendered and compressed in bands of rows,
         so memory stays bounded whatever the output size (the input's alpha channel is kept)."""
         encoded = image if isinstance(image, Encoded) else self.encode(image)
-        H, W = output_size(encoded.lr_size, scale)
-        top, left, rh, rw = region if region is not None else (0, 0, H, W)
-        if rh < 1 or rw < 1 or top < 0 or left < 0 or top + rh > H or left + rw > W:
-            raise ValueError(f"region {region} is outside the {W}×{H} output")
+        (H, W), (top, left, rh, rw) = output_region(encoded.lr_size, scale, region)
         has_alpha = encoded.image.alpha is not None
         channels = 4 if has_alpha else 3
         band = rh if rh * rw <= band_pixels else max(1, band_pixels // rw)

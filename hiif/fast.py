@@ -179,7 +179,6 @@ class FastDecoder:
 
     def __init__(self, model: nn.Module):
         self.model = model
-        self._fingerprint = self.fingerprint(model)
 
     @staticmethod
     def fingerprint(model: nn.Module) -> tuple:
@@ -193,10 +192,6 @@ class FastDecoder:
                 version = -1
             out.append((p.data_ptr(), version))
         return tuple(out)
-
-    def stale(self) -> bool:
-        """True when the model's weights changed since the derived weights were built."""
-        return self.fingerprint(self.model) != self._fingerprint
 
     def encode(self, inp: Tensor) -> dict[str, Tensor]:
         raise NotImplementedError

@@ -224,7 +224,7 @@ class Trainer:
     def train(self, steps: int | None = None, max_minutes: float | None = None,
               checkpoint_minutes: float | None = None) -> dict[str, float]:
         optim = self.cfg.optim
-        target = min(optim["steps"], self.step + steps) if steps else optim["steps"]
+        target = optim["steps"] if steps is None else min(optim["steps"], self.step + max(0, steps))
         checkpoint_every = 60 * (checkpoint_minutes or self.cfg.raw.get("checkpoint_minutes", 10))
         deadline = time.time() + 60 * max_minutes if max_minutes else None
         batch_size = optim["batch"]
@@ -291,8 +291,11 @@ class Trainer:
             if deadline and time.time() > deadline:
                 break
 
-    def export(self, path: str | Path | None = None) -> Path:
+    def export(self, path: str | Path | None = None, average: bool = True) -> Path:
+        """fp16 safetensors of the weight average (config ``ema``), or of the last step's weights
+        when ``average`` is False or no average is kept."""
         path = Path(path or WEIGHTS_DIR / f"{self.cfg.name}.safetensors")
+        ema = self.ema if average else None
         meta = {
             "name": self.cfg.name, "steps": str(self.step), "train_seconds": f"{self.elapsed:.0f}",
             "batch": str(self.cfg.optim["batch"]), "data": self.data_name,
@@ -301,10 +304,10 @@ class Trainer:
             "recipe": json.dumps({"optim": self.cfg.optim, "data": self.cfg.data,
                                   "precision": self.cfg.raw.get("precision", "bf16")}),
         }
-        if self.ema is not None:
-            meta["ema"] = f"{self.ema.decay:g} over {self.ema.updates} steps"
+        if ema is not None:
+            meta["ema"] = f"{ema.decay:g} over {ema.updates} steps"
         self.model.eval()
-        with self.ema.swapped_in(self.model) if self.ema is not None else contextlib.nullcontext():
+        with ema.swapped_in(self.model) if ema is not None else contextlib.nullcontext():
             out = save_safetensors(self.model, path, meta, spec=self.cfg.model)
         self.model.train()
         return out

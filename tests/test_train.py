@@ -83,6 +83,7 @@ def test_weight_average_is_what_gets_exported(tmp_path):
 
 def test_training_reduces_loss_and_exports(tmp_path):
     trainer = Trainer(tiny_config("hiif"), run_dir=tmp_path / "run", images=IMAGES, progress=False)
+    assert trainer.train(steps=0)["step"] == 0  # zero steps train nothing (not the whole schedule)
     before = trainer.train(steps=1)["loss"]
     after = trainer.train(steps=40)["loss"]
     assert after < before
@@ -115,6 +116,8 @@ def test_cli_trains_to_a_step_total_and_exports_both_weight_kinds(tmp_path, monk
     assert hiif.load_model(tmp_path / "weights" / "tiny-lte.safetensors").metadata["steps"] == "4"
     assert main(["train", *run, "--resume", "--until", "3"]) == 0  # already past: nothing to do
     assert "already at step 4" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # two budgets at once: a usage error
+        main(["train", *run, "--steps", "1", "--until", "9"])
     assert main(["train", *run, "--resume", "--until", "6"]) == 0
     assert main(["export", *run, "--output", str(tmp_path / "avg.safetensors")]) == 0
     assert main(["export", *run, "--last-step", "--output", str(tmp_path / "last.safetensors")]) == 0
