@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Train the three methods of one encoder in rounds to equal step totals (round k ends at k*STEPS),
-# so that at every round boundary they share the same budget (fair comparisons). Resumes from runs/<name>/checkpoint.pt, else from
-# the committed weights; exports weights/<name>.safetensors after each model's round.
+# Train the three methods of one encoder in rounds to equal step totals (round k ends at
+# k*STEPS), so that at every round boundary they share the same budget (fair comparisons).
+# Resumes from runs/<name>/checkpoint.pt, else from the committed weights; exports
+# weights/<name>.safetensors after each model's round.
 #   nice -n 19 bash scripts/train_round_robin.sh edsr 1000 4 [FIRST_ROUND] > runs/train.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
