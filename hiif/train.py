@@ -50,16 +50,27 @@ class Config:
 
 
 def learning_rate(step: int, optim: dict[str, Any]) -> float:
-    """Linear warm-up, then cosine to ``min_lr`` at ``steps`` (``schedule: cosine``), or the official
-    step decay (``schedule: multistep`` with ``milestones`` and ``gamma``)."""
+    """Linear warm-up, then cosine to ``min_lr`` at ``horizon`` (default ``steps``), or the official
+    step decay (``schedule: multistep`` with ``milestones`` and ``gamma``).
+
+    ``anneal_from`` (cosine only) cuts a long schedule short: from that step, a second cosine takes
+    the learning rate reached there down to ``min_lr`` at ``steps``. It is how a budget that turned
+    out smaller than ``horizon`` still ends annealed, without a jump in the learning rate."""
     base, warmup, total = optim["lr"], optim.get("warmup", 0), optim["steps"]
     if step < warmup:
         return base * (step + 1) / warmup
     if optim.get("schedule", "cosine") == "multistep":
         return base * optim.get("gamma", 0.5) ** sum(step >= m for m in optim.get("milestones", []))
     min_lr = optim.get("min_lr", base * 0.01)
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_lr + 0.5 * (base - min_lr) * (1 + math.cos(math.pi * t))
+
+    def cosine(start_lr: float, t: float) -> float:
+        return min_lr + 0.5 * (start_lr - min_lr) * (1 + math.cos(math.pi * min(1.0, t)))
+
+    horizon, anneal_from = optim.get("horizon", total), optim.get("anneal_from")
+    if anneal_from is not None and step >= anneal_from:
+        reached = cosine(base, (anneal_from - warmup) / max(1, horizon - warmup))
+        return cosine(reached, (step - anneal_from) / max(1, total - anneal_from))
+    return cosine(base, (step - warmup) / max(1, horizon - warmup))
 
 
 def psnr_from_mse(mse: float) -> float:

@@ -39,6 +39,17 @@ def test_schedule_warmup_then_cosine():
     assert learning_rate(55, optim) < learning_rate(30, optim)
 
 
+def test_schedule_cut_short_anneals_from_where_it_was():
+    long = {"lr": 1e-3, "steps": 300, "warmup": 10, "min_lr": 1e-5}
+    cut = {**long, "steps": 140, "horizon": 300, "anneal_from": 80}
+    assert [learning_rate(s, cut) for s in range(80)] == [learning_rate(s, long) for s in range(80)]
+    assert learning_rate(80, cut) == pytest.approx(learning_rate(80, long))  # no jump
+    assert learning_rate(140, cut) == pytest.approx(1e-5)
+    rates = [learning_rate(s, cut) for s in range(80, 141)]
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert learning_rate(110, cut) < learning_rate(110, long)
+
+
 @pytest.mark.parametrize("method", ["hiif", "lte"])
 def test_resume_is_exact(tmp_path, method):
     config = lambda: tiny_config(method, ema=0.9)  # noqa: E731
