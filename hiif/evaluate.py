@@ -186,6 +186,7 @@ def run_cli(args) -> int:
 
 def model_card(results: list[dict[str, Any]], intro: str = "") -> str:
     """``weights/MODELS.md``: provenance of each evaluated weights file and the measured PSNR."""
+    from .train import describe_schedule
     from .weights import ZOO, zoo_path
 
     names = [n for n in results[0]["psnr"] if n != "bicubic"]
@@ -205,8 +206,8 @@ def model_card(results: list[dict[str, Any]], intro: str = "") -> str:
         hours = float(meta.get("train_seconds", 0)) / 3600
         lines.append(
             f"| {name} | {meta.get('steps', '?')} × {meta.get('batch', '?')} | {hours:.2f} h | "
-            f"{meta.get('device', '?')} | {meta.get('data', '?')} | Adam {optim.get('lr', '?')}, "
-            f"{optim.get('schedule', '?')} to {optim.get('steps', '?')} steps, {recipe.get('precision', '?')} |")
+            f"{meta.get('device', '?')} | {meta.get('data', '?')} | {describe_schedule(optim)}, "
+            f"{recipe.get('precision', '?')} |")
     for r in results:
         lines += ["", format_table(r), "", "Gain over bicubic (dB):", "",
                   "| model | " + " | ".join(f"×{s:g}" for s in r["scales"]) + " |",

@@ -73,6 +73,17 @@ def learning_rate(step: int, optim: dict[str, Any]) -> float:
     return cosine(base, (step - warmup) / max(1, horizon - warmup))
 
 
+def describe_schedule(optim: dict[str, Any]) -> str:
+    """One line for model cards, e.g. ``Adam 0.0004, cosine to 30000, annealed 8000→14000``."""
+    text = f"Adam {optim.get('lr', '?')}, {optim.get('schedule', 'cosine')}"
+    if optim.get("schedule", "cosine") == "multistep":
+        return f"{text} at {optim.get('milestones', [])}"
+    text += f" to {optim.get('horizon', optim.get('steps', '?'))}"
+    if optim.get("anneal_from") is not None:
+        text += f", annealed {optim['anneal_from']}→{optim.get('steps', '?')}"
+    return text
+
+
 def psnr_from_mse(mse: float) -> float:
     """Training PSNR: ``mse`` is taken in the normalised space [-1, 1] (range 2)."""
     return -10 * math.log10(max(mse / 4, 1e-12))

@@ -5,7 +5,7 @@ import torch
 
 import hiif
 from hiif.data.patches import PatchSampler
-from hiif.train import Config, Trainer, learning_rate
+from hiif.train import Config, Trainer, describe_schedule, learning_rate
 
 IMAGES = [(np.random.default_rng(i).random((120, 150, 3)) * 255).astype(np.uint8) for i in range(3)]
 
@@ -48,6 +48,8 @@ def test_schedule_cut_short_anneals_from_where_it_was():
     rates = [learning_rate(s, cut) for s in range(80, 141)]
     assert all(a > b for a, b in zip(rates, rates[1:]))
     assert learning_rate(110, cut) < learning_rate(110, long)
+    assert describe_schedule(cut) == "Adam 0.001, cosine to 300, annealed 80→140"
+    assert describe_schedule(long) == "Adam 0.001, cosine to 300"
 
 
 @pytest.mark.parametrize("method", ["hiif", "lte"])
