@@ -1,9 +1,11 @@
 """Training speed: seconds per step (and steps/s) of each zoo model, float32 vs bf16 autocast.
 
-    python benchmarks/train_speed.py [--models hiif-edsr,lte-rdn] [--batch 16] [--steps 3] [--device cpu]
+    python benchmarks/train_speed.py [--models hiif-edsr,lte-rdn] [--precisions fp32,bf16]
+        [--layouts nchw,nhwc] [--batch 16] [--patch 48] [--queries 2304] [--steps 3] [--device cpu]
 
-Uses random patches of the official shape (48×48 LR, 2304 queries) so it needs no training data.
-Prints one row per model and precision, with the machine it ran on.
+Uses random patches (official shape by default: 48×48 LR, 2304 queries) so it needs no training
+data. Prints one row per model, precision and memory layout (nhwc = config ``channels_last``), with
+the machine it ran on. Set OMP_NUM_THREADS / torch threads from the shell to compare thread counts.
 """
 from __future__ import annotations
 
@@ -34,9 +36,11 @@ def machine() -> str:
     return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}{gpu}"
 
 
-def measure(name: str, precision: str, batch: int, steps: int, device: str | None) -> float:
+def measure(name: str, precision: str, batch: int, steps: int, device: str | None, patch: int = 48,
+            queries: int = 2304, channels_last: bool = False) -> float:
     raw = {"name": name, "model": ZOO[name], "precision": precision, "seed": 0,
-           "data": {"patch": 48, "scale_min": 1, "scale_max": 4, "queries": 2304},
+           "channels_last": channels_last,
+           "data": {"patch": patch, "scale_min": 1, "scale_max": 4, "queries": queries},
            "optim": {"lr": 1e-4, "batch": batch, "steps": 10**9, "warmup": 0}}
     images = [(np.random.default_rng(i).random((256, 256, 3)) * 255).astype(np.uint8) for i in range(4)]
     trainer = Trainer(Config(name, raw["model"], raw["data"], raw["optim"], raw),
@@ -55,16 +59,22 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=",".join(ZOO))
     p.add_argument("--precisions", default="fp32,bf16")
+    p.add_argument("--layouts", default="nchw", help="nchw and/or nhwc (channels-last)")
     p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--patch", type=int, default=48)
+    p.add_argument("--queries", type=int, default=2304)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--device", default=None)
     args = p.parse_args()
-    print(f"# {machine()}; batch {args.batch}, 48×48 LR patches, 2304 queries each")
-    print(f"{'model':<12} {'precision':<9} {'s/step':>8} {'steps/s':>8}")
+    print(f"# {machine()}; batch {args.batch}, {args.patch}×{args.patch} LR patches, "
+          f"{args.queries} queries each")
+    print(f"{'model':<12} {'precision':<9} {'layout':<6} {'s/step':>8} {'steps/s':>8}")
     for name in args.models.split(","):
         for precision in args.precisions.split(","):
-            sec = measure(name, precision, args.batch, args.steps, args.device)
-            print(f"{name:<12} {precision:<9} {sec:8.2f} {1 / sec:8.3f}", flush=True)
+            for layout in args.layouts.split(","):
+                sec = measure(name, precision, args.batch, args.steps, args.device, args.patch,
+                              args.queries, layout == "nhwc")
+                print(f"{name:<12} {precision:<9} {layout:<6} {sec:8.2f} {1 / sec:8.3f}", flush=True)
 
 
 if __name__ == "__main__":

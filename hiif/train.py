@@ -155,6 +155,9 @@ class Trainer:
         torch.manual_seed(seed)
         random.seed(seed)
         self.model = create_model(config.model).to(self.device).train()
+        # NHWC convolutions (config ``channels_last``): oneDNN's preferred layout on CPU
+        self.memory_format = torch.channels_last if config.raw.get("channels_last") else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
         self.model.spec = config.model
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.optim["lr"])
         d = config.data
@@ -289,6 +292,7 @@ class Trainer:
             for _ in range(accumulate):
                 batch = {k: v.to(self.device, non_blocking=True)
                          for k, v in self.sampler.sample(batch_size // accumulate).items()}
+                batch["lr"] = batch["lr"].contiguous(memory_format=self.memory_format)
                 with self.autocast():
                     loss, mse = training_loss(self.model, batch)
                 (loss / accumulate).backward()

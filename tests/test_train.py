@@ -160,3 +160,17 @@ def test_resume_prefers_weights_trained_further_than_the_checkpoint(tmp_path, mo
     local.train(steps=5)  # now the checkpoint (step 7) is ahead again
     again = Trainer(config(), run_dir=tmp_path / "local", images=IMAGES, progress=False)
     assert "resumed" in again.resume() and again.step == 7
+
+
+def test_channels_last_training_matches_the_default_layout(tmp_path):
+    default = Trainer(tiny_config("lte"), run_dir=tmp_path / "a", images=IMAGES, progress=False)
+    nhwc = Trainer(tiny_config("lte", channels_last=True), run_dir=tmp_path / "b", images=IMAGES,
+                   progress=False)
+    conv = nhwc.model.encoder.head[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    default.train(steps=3)
+    nhwc.train(steps=3)
+    for (k, a), (_, b) in zip(default.model.state_dict().items(), nhwc.model.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=k)  # same maths, other summation order
+    exported = hiif.load_model(nhwc.export(tmp_path / "nhwc.safetensors"))
+    assert exported.encoder.head[0].weight.is_contiguous()
