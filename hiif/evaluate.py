@@ -204,10 +204,12 @@ def model_card(results: list[dict[str, Any]], intro: str = "") -> str:
         recipe = json.loads(meta["recipe"]) if "recipe" in meta else {}
         optim = recipe.get("optim", {})
         hours = float(meta.get("train_seconds", 0)) / 3600
+        init = recipe.get("init") or {}
+        init = f", {init.get('parts', 'decoder')} from {init['from']}" if init.get("from") else ""
         lines.append(
             f"| {name} | {meta.get('steps', '?')} × {meta.get('batch', '?')} | {hours:.2f} h | "
             f"{meta.get('device', '?')} | {meta.get('data', '?')} | {describe_schedule(optim)}, "
-            f"{recipe.get('precision', '?')} |")
+            f"{recipe.get('precision', '?')}{init} |")
     for r in results:
         lines += ["", format_table(r), "", "Gain over bicubic (dB):", "",
                   "| model | " + " | ".join(f"×{s:g}" for s in r["scales"]) + " |",

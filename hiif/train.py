@@ -143,6 +143,43 @@ class WeightAverage:
             model.load_state_dict(own, strict=False)
 
 
+def warm_start(model: torch.nn.Module, source: str | Path, parts: str = "decoder") -> str:
+    """Copy into ``model`` the tensors of ``parts`` (``decoder``, ``encoder`` or ``all``) whose names
+    and shapes match in a weights file (zoo name or safetensors path); returns what was copied.
+
+    Config ``init: {from: hiif-edsr, parts: decoder}`` starts, e.g., HIIF-RDN with the decoder that
+    HIIF-EDSR learnt on the same 64-channel features, so only the new encoder starts from scratch."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from .weights import ZOO, zoo_path
+
+    if parts not in ("decoder", "encoder", "all"):
+        raise ValueError(f"init parts must be decoder, encoder or all, not {parts!r}")
+    path = zoo_path(str(source)) if str(source) in ZOO else Path(source)
+    if not path.is_file():
+        raise ValueError(f"init: {path}: no such weights file")
+    theirs = load_file(str(path))
+    with safe_open(str(path), framework="pt") as f:
+        donor = json.loads((f.metadata() or {}).get("spec", "{}")).get("name")
+    if parts != "encoder" and donor != getattr(model, "method", None):
+        # same names can mean other things in another method (LTE's and HIIF's `freq`)
+        raise ValueError(f"init: {path} holds a {donor} model; a {parts} warm start needs the same method")
+    wanted = lambda key: parts == "all" or key.startswith("encoder.") == (parts == "encoder")  # noqa: E731
+    own = {k: v for k, v in model.state_dict().items() if wanted(k)}
+    copied = [k for k, v in own.items() if k in theirs and theirs[k].shape == v.shape]
+    other_shape = [k for k in own if k in theirs and k not in copied]
+    if not copied:
+        raise ValueError(f"init: {path} has no {parts} tensor of the same name and shape")
+    with torch.no_grad():
+        for key in copied:
+            own[key].copy_(theirs[key])
+    note = f"{parts} from {path.name}: {len(copied)} of {len(own)} tensors copied"
+    if other_shape:
+        note += f"; other shape, left as initialised: {', '.join(other_shape)}"
+    return note
+
+
 class Trainer:
     def __init__(self, config: Config, run_dir: str | Path | None = None, device: str | None = None,
                  data_dir: str | Path | None = None, images: list[np.ndarray] | None = None,
@@ -158,6 +195,11 @@ class Trainer:
         # NHWC convolutions (config ``channels_last``): oneDNN's preferred layout on CPU
         self.memory_format = torch.channels_last if config.raw.get("channels_last") else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
+        init = config.raw.get("init")
+        self.start_note = "starting from scratch"
+        if init:  # a fresh run's starting point; resume() replaces it with a checkpoint or weights
+            self.start_note = "starting from scratch, " + warm_start(self.model, init["from"],
+                                                                     init.get("parts", "decoder"))
         self.model.spec = config.model
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.optim["lr"])
         d = config.data
@@ -236,7 +278,7 @@ class Trainer:
             # the optimizer moments are lost: restart the warm-up from there
             self.warm_restart = self.step
             return f"{note}started from {committed} (step {self.step}, fresh optimizer)"
-        return "no checkpoint or weights; starting from scratch"
+        return f"no checkpoint or weights; {self.start_note}"
 
     # -- training ----------------------------------------------------------------------------
     def autocast(self):
@@ -328,7 +370,8 @@ class Trainer:
             "device": torch.cuda.get_device_name() if self.device.type == "cuda" else "cpu",
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
             "recipe": json.dumps({"optim": self.cfg.optim, "data": self.cfg.data,
-                                  "precision": self.cfg.raw.get("precision", "bf16")}),
+                                  "precision": self.cfg.raw.get("precision", "bf16"),
+                                  "init": self.cfg.raw.get("init")}),
         }
         if ema is not None:
             meta["ema"] = f"{ema.decay:g} over {ema.updates} steps"

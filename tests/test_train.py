@@ -1,4 +1,6 @@
 """Training: patches, schedule, exact resume from a checkpoint, export."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -174,3 +176,34 @@ def test_channels_last_training_matches_the_default_layout(tmp_path):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4, msg=k)  # same maths, other summation order
     exported = hiif.load_model(nhwc.export(tmp_path / "nhwc.safetensors"))
     assert exported.encoder.head[0].weight.is_contiguous()
+
+
+def test_warm_start_copies_the_decoder_of_another_encoders_model(tmp_path):
+    donor = Trainer(tiny_config("lte"), run_dir=tmp_path / "donor", images=IMAGES, progress=False)
+    donor.train(steps=2)
+    path = donor.export(tmp_path / "donor.safetensors")
+    config = tiny_config("lte", ema=0.9, init={"from": str(path), "parts": "decoder"})
+    config.model["args"]["encoder_spec"]["args"]["n_resblocks"] = 2  # another encoder
+    trainer = Trainer(config, run_dir=tmp_path / "new", images=IMAGES, progress=False)
+    assert "decoder from donor.safetensors" in trainer.start_note
+    assert trainer.start_note in trainer.resume()  # nothing to resume: the warm start stands
+    theirs, own = hiif.load_model(path).state_dict(), trainer.model.state_dict()
+    decoder = [k for k in own if not k.startswith("encoder.")]
+    assert decoder and all(torch.equal(own[k], theirs[k].float()) for k in decoder)
+    assert not torch.equal(own["encoder.head.0.weight"], theirs["encoder.head.0.weight"].float())
+    assert all(torch.equal(trainer.ema.state_dict()[k], own[k]) for k in decoder)  # average starts there
+    recipe = json.loads(hiif.load_model(trainer.export(tmp_path / "new.safetensors")).metadata["recipe"])
+    assert recipe["init"] == {"from": str(path), "parts": "decoder"}
+
+    # the other way round: a trained encoder shared with another method
+    hiif_run = Trainer(tiny_config("hiif", init={"from": str(path), "parts": "encoder"}),
+                       run_dir=tmp_path / "x", images=IMAGES, progress=False)
+    own = hiif_run.model.state_dict()
+    encoder = [k for k in own if k.startswith("encoder.")]
+    assert all(torch.equal(own[k], theirs[k].float()) for k in encoder)
+    with pytest.raises(ValueError, match="decoder, encoder or all"):
+        Trainer(tiny_config("hiif", init={"from": str(path), "parts": "head"}), run_dir=tmp_path / "y",
+                images=IMAGES, progress=False)
+    with pytest.raises(ValueError, match="holds a lte model"):
+        Trainer(tiny_config("hiif", init={"from": str(path)}), run_dir=tmp_path / "z",
+                images=IMAGES, progress=False)
