@@ -61,8 +61,12 @@ def test_image(size: int) -> np.ndarray:
 
 
 def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    """Wall seconds of ``fn()`` (CUDA work included: kernels run asynchronously)."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    sync()
     t = time.perf_counter()
     result = fn()
+    sync()
     return time.perf_counter() - t, result
 
 

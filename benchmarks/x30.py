@@ -96,7 +96,7 @@ def main() -> None:
         r = json.loads(res.stdout.strip().splitlines()[-1])
         mark = " (extrapolated)" if r["extrapolated"] else ""
         print(f"| {name} | {r['precision']} | {r['out']} ({r['mp']:.0f} MP) | {r['bands']} | {r['encode_s']:.1f} "
-              f"| {r['first_band_s']:.0f} | {r['decode_s']:.0f}{mark} | {r['mp'] / r['decode_s']:.3f} "
+              f"| {r['first_band_s']:.1f} | {r['decode_s']:.1f}{mark} | {r['mp'] / r['decode_s']:.3f} "
               f"| {r['png_mb']:.0f}{'~' if r['extrapolated'] else ''} | {r['peak_rss_mb']:.0f} "
               f"| {r['rss_encoded_mb']:.0f} |"
               + (f" {r['cuda_peak_mb']:.0f} |" if "cuda_peak_mb" in r else ""), flush=True)
