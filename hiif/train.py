@@ -55,7 +55,10 @@ def learning_rate(step: int, optim: dict[str, Any]) -> float:
 
     ``anneal_from`` (cosine only) cuts a long schedule short: from that step, a second cosine takes
     the learning rate reached there down to ``min_lr`` at ``steps``. It is how a budget that turned
-    out smaller than ``horizon`` still ends annealed, without a jump in the learning rate."""
+    out smaller than ``horizon`` still ends annealed, without a jump in the learning rate.
+    ``restart_at`` (with ``restart_lr``) adds a further cycle once that one is done: the first
+    ends at ``restart_at`` instead of ``steps``, then a cosine from ``restart_lr`` to ``min_lr``
+    at ``steps`` (a warm restart for more budget after a finished anneal)."""
     base, warmup, total = optim["lr"], optim.get("warmup", 0), optim["steps"]
     if step < warmup:
         return base * (step + 1) / warmup
@@ -66,10 +69,14 @@ def learning_rate(step: int, optim: dict[str, Any]) -> float:
     def cosine(start_lr: float, t: float) -> float:
         return min_lr + 0.5 * (start_lr - min_lr) * (1 + math.cos(math.pi * min(1.0, t)))
 
-    horizon, anneal_from = optim.get("horizon", total), optim.get("anneal_from")
+    restart_at = optim.get("restart_at")
+    if restart_at is not None and step >= restart_at:  # another cycle: restart_lr down to min_lr
+        return cosine(optim["restart_lr"], (step - restart_at) / max(1, total - restart_at))
+    end = total if restart_at is None else restart_at  # the first cycle's end
+    horizon, anneal_from = optim.get("horizon", end), optim.get("anneal_from")
     if anneal_from is not None and step >= anneal_from:
         reached = cosine(base, (anneal_from - warmup) / max(1, horizon - warmup))
-        return cosine(reached, (step - anneal_from) / max(1, total - anneal_from))
+        return cosine(reached, (step - anneal_from) / max(1, end - anneal_from))
     return cosine(base, (step - warmup) / max(1, horizon - warmup))
 
 
@@ -79,8 +86,11 @@ def describe_schedule(optim: dict[str, Any]) -> str:
     if optim.get("schedule", "cosine") == "multistep":
         return f"{text} at {optim.get('milestones', [])}"
     text += f" to {optim.get('horizon', optim.get('steps', '?'))}"
+    end = optim.get("restart_at", optim.get("steps", "?"))
     if optim.get("anneal_from") is not None:
-        text += f", annealed {optim['anneal_from']}→{optim.get('steps', '?')}"
+        text += f", annealed {optim['anneal_from']}→{end}"
+    if optim.get("restart_at") is not None:
+        text += f", restarted at {end} from {optim['restart_lr']} to {optim.get('steps', '?')}"
     return text
 
 

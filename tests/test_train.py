@@ -54,6 +54,17 @@ def test_schedule_cut_short_anneals_from_where_it_was():
     assert describe_schedule(long) == "Adam 0.001, cosine to 300"
 
 
+def test_schedule_restart_leaves_the_finished_cycle_as_it_was():
+    done = {"lr": 1e-3, "steps": 140, "warmup": 10, "min_lr": 1e-5, "horizon": 300, "anneal_from": 80}
+    more = {**done, "steps": 200, "restart_at": 140, "restart_lr": 2e-4}
+    assert [learning_rate(s, more) for s in range(141)][:140] == [learning_rate(s, done) for s in range(140)]
+    assert learning_rate(140, more) == pytest.approx(2e-4)
+    assert learning_rate(200, more) == pytest.approx(1e-5)
+    assert learning_rate(170, more) < 2e-4
+    assert describe_schedule(more) == ("Adam 0.001, cosine to 300, annealed 80→140, "
+                                       "restarted at 140 from 0.0002 to 200")
+
+
 @pytest.mark.parametrize("method", ["hiif", "lte"])
 def test_resume_is_exact(tmp_path, method):
     config = lambda: tiny_config(method, ema=0.9)  # noqa: E731
