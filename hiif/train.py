@@ -155,36 +155,30 @@ class WeightAverage:
 
 def warm_start(model: torch.nn.Module, source: str | Path, parts: str = "decoder") -> str:
     """Copy into ``model`` the tensors of ``parts`` (``decoder``, ``encoder`` or ``all``) whose names
-    and shapes match in a weights file (zoo name or safetensors path); returns what was copied.
+    and shapes match in another model's weights (zoo name or file); returns what was copied.
 
     Config ``init: {from: hiif-edsr, parts: decoder}`` starts, e.g., HIIF-RDN with the decoder that
     HIIF-EDSR learnt on the same 64-channel features, so only the new encoder starts from scratch."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    from .weights import ZOO, zoo_path
+    from .weights import load_model
 
     if parts not in ("decoder", "encoder", "all"):
         raise ValueError(f"init parts must be decoder, encoder or all, not {parts!r}")
-    path = zoo_path(str(source)) if str(source) in ZOO else Path(source)
-    if not path.is_file():
-        raise ValueError(f"init: {path}: no such weights file")
-    theirs = load_file(str(path))
-    with safe_open(str(path), framework="pt") as f:
-        donor = json.loads((f.metadata() or {}).get("spec", "{}")).get("name")
-    if parts != "encoder" and donor != getattr(model, "method", None):
+    donor = load_model(str(source), "cpu")
+    if parts != "encoder" and donor.method != model.method:
         # same names can mean other things in another method (LTE's and HIIF's `freq`)
-        raise ValueError(f"init: {path} holds a {donor} model; a {parts} warm start needs the same method")
+        raise ValueError(f"init: {source} holds a {donor.method} model; a {parts} warm start needs "
+                         "the same method")
+    theirs = donor.state_dict()
     wanted = lambda key: parts == "all" or key.startswith("encoder.") == (parts == "encoder")  # noqa: E731
     own = {k: v for k, v in model.state_dict().items() if wanted(k)}
     copied = [k for k, v in own.items() if k in theirs and theirs[k].shape == v.shape]
     other_shape = [k for k in own if k in theirs and k not in copied]
     if not copied:
-        raise ValueError(f"init: {path} has no {parts} tensor of the same name and shape")
+        raise ValueError(f"init: {source} has no {parts} tensor of the same name and shape")
     with torch.no_grad():
         for key in copied:
             own[key].copy_(theirs[key])
-    note = f"{parts} from {path.name}: {len(copied)} of {len(own)} tensors copied"
+    note = f"{parts} from {Path(str(source)).name}: {len(copied)} of {len(own)} tensors copied"
     if other_shape:
         note += f"; other shape, left as initialised: {', '.join(other_shape)}"
     return note
@@ -204,7 +198,8 @@ class Trainer:
         self.model = create_model(config.model).to(self.device).train()
         # NHWC convolutions (config ``channels_last``): oneDNN's preferred layout on CPU
         self.memory_format = torch.channels_last if config.raw.get("channels_last") else torch.contiguous_format
-        self.model.to(memory_format=self.memory_format)
+        if self.memory_format is torch.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         init = config.raw.get("init")
         self.start_note = "starting from scratch"
         if init:  # a fresh run's starting point; resume() replaces it with a checkpoint or weights
@@ -344,7 +339,8 @@ class Trainer:
             for _ in range(accumulate):
                 batch = {k: v.to(self.device, non_blocking=True)
                          for k, v in self.sampler.sample(batch_size // accumulate).items()}
-                batch["lr"] = batch["lr"].contiguous(memory_format=self.memory_format)
+                if self.memory_format is torch.channels_last:
+                    batch["lr"] = batch["lr"].contiguous(memory_format=torch.channels_last)
                 with self.autocast():
                     loss, mse = training_loss(self.model, batch)
                 (loss / accumulate).backward()
