@@ -67,7 +67,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, stop)
     trainer = Trainer(config, run_dir=args.run_dir, device=args.device, data_dir=args.data)
-    print(trainer.resume() if args.resume else trainer.start_note, file=sys.stderr)
+    print(trainer.resume() if args.resume else trainer.start(), file=sys.stderr)
     steps = args.steps
     if args.until is not None:  # equal-step rounds: bring every model to the same total
         steps = args.until - trainer.step

@@ -186,7 +186,7 @@ def run_cli(args) -> int:
 
 def model_card(results: list[dict[str, Any]], intro: str = "") -> str:
     """``weights/MODELS.md``: provenance of each evaluated weights file and the measured PSNR."""
-    from .train import describe_schedule
+    from .train import describe_init, describe_schedule
     from .weights import ZOO, zoo_path
 
     names = [n for n in results[0]["psnr"] if n != "bicubic"]
@@ -204,8 +204,8 @@ def model_card(results: list[dict[str, Any]], intro: str = "") -> str:
         recipe = json.loads(meta["recipe"]) if "recipe" in meta else {}
         optim = recipe.get("optim", {})
         hours = float(meta.get("train_seconds", 0)) / 3600
-        init = recipe.get("init") or {}
-        init = f", {init.get('parts', 'decoder')} from {init['from']}" if init.get("from") else ""
+        init = describe_init(recipe.get("init"))
+        init = f", {init}" if init else ""
         lines.append(
             f"| {name} | {meta.get('steps', '?')} × {meta.get('batch', '?')} | {hours:.2f} h | "
             f"{meta.get('device', '?')} | {meta.get('data', '?')} | {describe_schedule(optim)}, "

@@ -184,6 +184,23 @@ def warm_start(model: torch.nn.Module, source: str | Path, parts: str = "decoder
     return note
 
 
+def init_sources(init: dict | list | None) -> list[dict]:
+    """Config ``init``: one ``{from, parts}`` or a list of them, applied in order (e.g. a trained
+    RDN encoder from one model and the decoder from the same method's EDSR model)."""
+    sources = [] if not init else [init] if isinstance(init, dict) else list(init)
+    for source in sources:
+        if not isinstance(source, dict) or "from" not in source:
+            raise ValueError(f"init entries need `from` (zoo name or file), got {source!r}")
+        if source.get("parts", "decoder") not in ("decoder", "encoder", "all"):
+            raise ValueError(f"init parts must be decoder, encoder or all, not {source['parts']!r}")
+    return sources
+
+
+def describe_init(init: dict | list | None) -> str:
+    """Model-card words for a config's ``init``, e.g. ``encoder from runs/rdn-encoder.safetensors, decoder from hiif-edsr``."""
+    return ", ".join(f"{s.get('parts', 'decoder')} from {s['from']}" for s in init_sources(init))
+
+
 class Trainer:
     def __init__(self, config: Config, run_dir: str | Path | None = None, device: str | None = None,
                  data_dir: str | Path | None = None, images: list[np.ndarray] | None = None,
@@ -200,11 +217,11 @@ class Trainer:
         self.memory_format = torch.channels_last if config.raw.get("channels_last") else torch.contiguous_format
         if self.memory_format is torch.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        init = config.raw.get("init")
+        # a fresh run's starting point (config ``init``) is applied by start(), only when no
+        # checkpoint or weights are resumed: a resumed run never needs its donors again
+        self.init = init_sources(config.raw.get("init"))
         self.start_note = "starting from scratch"
-        if init:  # a fresh run's starting point; resume() replaces it with a checkpoint or weights
-            self.start_note = "starting from scratch, " + warm_start(self.model, init["from"],
-                                                                     init.get("parts", "decoder"))
+        self.started = False
         self.model.spec = config.model
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.optim["lr"])
         d = config.data
@@ -249,6 +266,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        self.started = True
         self.sampler.load_state_dict({"rng": json.loads(state["sampler"])})
         torch.set_rng_state(state["torch_rng"].cpu())
         py = json.loads(state["python_rng"])
@@ -260,6 +278,18 @@ class Trainer:
                 self.ema.load_state_dict(state["ema"], int(state["ema_updates"]))
             else:  # a checkpoint from before the average was kept: it starts here
                 self.ema.reset(self.model)
+
+    def start(self) -> str:
+        """Set a fresh run's starting point once (the warm starts of config ``init``, else the
+        random initialisation) and say what it is; a no-op after resume() loaded a state."""
+        if not self.started:
+            notes = [warm_start(self.model, s["from"], s.get("parts", "decoder")) for s in self.init]
+            if notes:
+                self.start_note += ", " + "; ".join(notes)
+                if self.ema is not None:
+                    self.ema.reset(self.model)
+            self.started = True
+        return self.start_note
 
     def resume(self) -> str:
         """Continue from the run's checkpoint, else from the committed weights, else from scratch.
@@ -282,8 +312,9 @@ class Trainer:
             self.elapsed = float(weights.metadata.get("train_seconds", 0))
             # the optimizer moments are lost: restart the warm-up from there
             self.warm_restart = self.step
+            self.started = True
             return f"{note}started from {committed} (step {self.step}, fresh optimizer)"
-        return f"no checkpoint or weights; {self.start_note}"
+        return f"no checkpoint or weights; {self.start()}"
 
     # -- training ----------------------------------------------------------------------------
     def autocast(self):
@@ -295,6 +326,7 @@ class Trainer:
 
     def train(self, steps: int | None = None, max_minutes: float | None = None,
               checkpoint_minutes: float | None = None) -> dict[str, float]:
+        self.start()
         optim = self.cfg.optim
         target = optim["steps"] if steps is None else min(optim["steps"], self.step + max(0, steps))
         checkpoint_every = 60 * (checkpoint_minutes or self.cfg.raw.get("checkpoint_minutes", 10))

@@ -7,7 +7,8 @@ import torch
 
 import hiif
 from hiif.data.patches import PatchSampler
-from hiif.train import Config, Trainer, describe_schedule, learning_rate
+from hiif.evaluate import model_card
+from hiif.train import Config, Trainer, describe_init, describe_schedule, learning_rate
 
 IMAGES = [(np.random.default_rng(i).random((120, 150, 3)) * 255).astype(np.uint8) for i in range(3)]
 
@@ -196,8 +197,9 @@ def test_warm_start_copies_the_decoder_of_another_encoders_model(tmp_path):
     config = tiny_config("lte", ema=0.9, init={"from": str(path), "parts": "decoder"})
     config.model["args"]["encoder_spec"]["args"]["n_resblocks"] = 2  # another encoder
     trainer = Trainer(config, run_dir=tmp_path / "new", images=IMAGES, progress=False)
-    assert "decoder from donor.safetensors" in trainer.start_note
-    assert trainer.start_note in trainer.resume()  # nothing to resume: the warm start stands
+    assert not trainer.started  # nothing loaded before resume() has looked for a checkpoint
+    message = trainer.resume()  # nothing to resume: the warm start is applied
+    assert "decoder from donor.safetensors" in message and message.endswith(trainer.start())
     theirs, own = hiif.load_model(path).state_dict(), trainer.model.state_dict()
     decoder = [k for k in own if not k.startswith("encoder.")]
     assert decoder and all(torch.equal(own[k], theirs[k].float()) for k in decoder)
@@ -209,12 +211,43 @@ def test_warm_start_copies_the_decoder_of_another_encoders_model(tmp_path):
     # the other way round: a trained encoder shared with another method
     hiif_run = Trainer(tiny_config("hiif", init={"from": str(path), "parts": "encoder"}),
                        run_dir=tmp_path / "x", images=IMAGES, progress=False)
+    hiif_run.train(steps=0)  # training starts from the configured starting point
     own = hiif_run.model.state_dict()
     encoder = [k for k in own if k.startswith("encoder.")]
     assert all(torch.equal(own[k], theirs[k].float()) for k in encoder)
+    # both at once, in order: the encoder of one model, the decoder of the same method's other model
+    hiif_donor = hiif_run.export(tmp_path / "hiif.safetensors")
+    both = [{"from": str(path), "parts": "encoder"}, {"from": str(hiif_donor), "parts": "decoder"}]
+    combined = Trainer(tiny_config("hiif", init=both), run_dir=tmp_path / "w", images=IMAGES, progress=False)
+    combined.start()
+    assert "encoder from donor.safetensors" in combined.start_note
+    assert "decoder from hiif.safetensors" in combined.start_note
+    hiif_theirs = hiif.load_model(hiif_donor).state_dict()
+    for key, value in combined.model.state_dict().items():
+        source = theirs if key.startswith("encoder.") else hiif_theirs
+        assert torch.equal(value, source[key].float()), key
+    recipe = json.loads(hiif.load_model(combined.export(tmp_path / "w.safetensors")).metadata["recipe"])
+    assert describe_init(recipe["init"]) == (f"encoder from {path}, decoder from {hiif_donor}")
+    # the model card states where a model started
+    card_file = str(tmp_path / "w.safetensors")
+    result = {"dataset": "Set5", "protocol": "benchmark", "images": 5, "scales": [4],
+              "psnr": {"bicubic": {"4": 28.43}, card_file: {"4": 30.5}}}
+    row = next(line for line in model_card([result]).splitlines() if line.startswith(f"| {card_file} |"))
+    assert row.endswith(f"fp32, encoder from {path}, decoder from {hiif_donor} |")
+    assert "| 30.50 |" in model_card([result]) and "+2.07" in model_card([result])
+    with pytest.raises(ValueError, match="need `from`"):
+        Trainer(tiny_config("hiif", init=[{"parts": "encoder"}]), run_dir=tmp_path / "v", images=IMAGES,
+                progress=False)
     with pytest.raises(ValueError, match="decoder, encoder or all"):
         Trainer(tiny_config("hiif", init={"from": str(path), "parts": "head"}), run_dir=tmp_path / "y",
                 images=IMAGES, progress=False)
     with pytest.raises(ValueError, match="holds a lte model"):
         Trainer(tiny_config("hiif", init={"from": str(path)}), run_dir=tmp_path / "z",
-                images=IMAGES, progress=False)
+                images=IMAGES, progress=False).start()
+    # once a run has its own state, its donors are not needed any more
+    combined.save_checkpoint()
+    hiif_donor.unlink()
+    again = Trainer(tiny_config("hiif", init=both), run_dir=tmp_path / "w", images=IMAGES, progress=False)
+    assert "resumed" in again.resume() and again.start() == "starting from scratch"
+    assert all(torch.equal(a, b) for a, b in zip(again.model.state_dict().values(),
+                                                 combined.model.state_dict().values()))
