@@ -153,6 +153,15 @@ class WeightAverage:
             model.load_state_dict(own, strict=False)
 
 
+INIT_PARTS = ("decoder", "encoder", "all")
+
+
+def check_init_parts(parts: str) -> str:
+    if parts not in INIT_PARTS:
+        raise ValueError(f"init parts must be decoder, encoder or all, not {parts!r}")
+    return parts
+
+
 def warm_start(model: torch.nn.Module, source: str | Path, parts: str = "decoder") -> str:
     """Copy into ``model`` the tensors of ``parts`` (``decoder``, ``encoder`` or ``all``) whose names
     and shapes match in another model's weights (zoo name or file); returns what was copied.
@@ -161,8 +170,7 @@ def warm_start(model: torch.nn.Module, source: str | Path, parts: str = "decoder
     HIIF-EDSR learnt on the same 64-channel features, so only the new encoder starts from scratch."""
     from .weights import load_model
 
-    if parts not in ("decoder", "encoder", "all"):
-        raise ValueError(f"init parts must be decoder, encoder or all, not {parts!r}")
+    check_init_parts(parts)
     donor = load_model(str(source), "cpu")
     if parts != "encoder" and donor.method != model.method:
         # same names can mean other things in another method (LTE's and HIIF's `freq`)
@@ -186,19 +194,18 @@ def warm_start(model: torch.nn.Module, source: str | Path, parts: str = "decoder
 
 def init_sources(init: dict | list | None) -> list[dict]:
     """Config ``init``: one ``{from, parts}`` or a list of them, applied in order (e.g. a trained
-    RDN encoder from one model and the decoder from the same method's EDSR model)."""
+    RDN encoder from one model and the decoder from the same method's EDSR model); checked, with
+    ``parts`` filled in (default ``decoder``)."""
     sources = [] if not init else [init] if isinstance(init, dict) else list(init)
     for source in sources:
         if not isinstance(source, dict) or "from" not in source:
             raise ValueError(f"init entries need `from` (zoo name or file), got {source!r}")
-        if source.get("parts", "decoder") not in ("decoder", "encoder", "all"):
-            raise ValueError(f"init parts must be decoder, encoder or all, not {source['parts']!r}")
-    return sources
+    return [{"from": s["from"], "parts": check_init_parts(s.get("parts", "decoder"))} for s in sources]
 
 
 def describe_init(init: dict | list | None) -> str:
     """Model-card words for a config's ``init``, e.g. ``encoder from runs/rdn-encoder.safetensors, decoder from hiif-edsr``."""
-    return ", ".join(f"{s.get('parts', 'decoder')} from {s['from']}" for s in init_sources(init))
+    return ", ".join(f"{s['parts']} from {s['from']}" for s in init_sources(init))
 
 
 class Trainer:
@@ -266,7 +273,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
-        self.started = True
+        self.started, self.start_note = True, f"checkpoint at step {self.step}"
         self.sampler.load_state_dict({"rng": json.loads(state["sampler"])})
         torch.set_rng_state(state["torch_rng"].cpu())
         py = json.loads(state["python_rng"])
@@ -283,7 +290,7 @@ class Trainer:
         """Set a fresh run's starting point once (the warm starts of config ``init``, else the
         random initialisation) and say what it is; a no-op after resume() loaded a state."""
         if not self.started:
-            notes = [warm_start(self.model, s["from"], s.get("parts", "decoder")) for s in self.init]
+            notes = [warm_start(self.model, s["from"], s["parts"]) for s in self.init]
             if notes:
                 self.start_note += ", " + "; ".join(notes)
                 if self.ema is not None:
@@ -312,7 +319,7 @@ class Trainer:
             self.elapsed = float(weights.metadata.get("train_seconds", 0))
             # the optimizer moments are lost: restart the warm-up from there
             self.warm_restart = self.step
-            self.started = True
+            self.started, self.start_note = True, f"{committed} at step {self.step}"
             return f"{note}started from {committed} (step {self.step}, fresh optimizer)"
         return f"no checkpoint or weights; {self.start()}"
 

@@ -27,10 +27,10 @@ def test_the_three_methods_of_an_encoder_share_one_recipe(encoder):
         assert config.name == f"{method}-{encoder}" and config.model["name"] == method
         # warm starts alike: the same kinds of parts, each method's decoder from its own method
         sources = init_sources(config.raw.get("init"))
-        assert [s.get("parts", "decoder") for s in sources] == \
-            [s.get("parts", "decoder") for s in init_sources(configs["hiif"].raw.get("init"))]
+        assert [s["parts"] for s in sources] == \
+            [s["parts"] for s in init_sources(configs["hiif"].raw.get("init"))]
         for source in sources:
-            if source.get("parts", "decoder") != "encoder" and source["from"] in ZOO:
+            if source["parts"] != "encoder" and source["from"] in ZOO:
                 assert source["from"].startswith(f"{method}-")
 
 

@@ -248,6 +248,6 @@ def test_warm_start_copies_the_decoder_of_another_encoders_model(tmp_path):
     combined.save_checkpoint()
     hiif_donor.unlink()
     again = Trainer(tiny_config("hiif", init=both), run_dir=tmp_path / "w", images=IMAGES, progress=False)
-    assert "resumed" in again.resume() and again.start() == "starting from scratch"
+    assert "resumed" in again.resume() and again.start() == f"checkpoint at step {combined.step}"
     assert all(torch.equal(a, b) for a, b in zip(again.model.state_dict().values(),
                                                  combined.model.state_dict().values()))
