@@ -1,7 +1,7 @@
 """Training speed: seconds per step (and steps/s) of each zoo model, float32 vs bf16 autocast.
 
     python benchmarks/train_speed.py [--models hiif-edsr,lte-rdn] [--precisions fp32,bf16]
-        [--layouts nchw,nhwc] [--batch 16] [--patch 48] [--queries 2304] [--steps 3] [--device cpu]
+        [--layouts nchw,nhwc] [--freeze none encoder] [--batch 16] [--patch 48] [--queries 2304] [--steps 3] [--device cpu]
 
 Uses random patches (official shape by default: 48×48 LR, 2304 queries) so it needs no training
 data. Prints one row per model, precision and memory layout (nhwc = config ``channels_last``), with
@@ -37,9 +37,9 @@ def machine() -> str:
 
 
 def measure(name: str, precision: str, batch: int, steps: int, device: str | None, patch: int = 48,
-            queries: int = 2304, channels_last: bool = False) -> float:
+            queries: int = 2304, channels_last: bool = False, freeze: str | None = None) -> float:
     raw = {"name": name, "model": ZOO[name], "precision": precision, "seed": 0,
-           "channels_last": channels_last,
+           "channels_last": channels_last, "freeze": freeze,
            "data": {"patch": patch, "scale_min": 1, "scale_max": 4, "queries": queries},
            "optim": {"lr": 1e-4, "batch": batch, "steps": 10**9, "warmup": 0}}
     images = [(np.random.default_rng(i).random((256, 256, 3)) * 255).astype(np.uint8) for i in range(4)]
@@ -64,17 +64,21 @@ def main() -> None:
     p.add_argument("--patch", type=int, default=48)
     p.add_argument("--queries", type=int, default=2304)
     p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--freeze", nargs="*", default=["none"], choices=["none", "encoder"],
+                   help="also time steps with the encoder frozen (config `freeze: encoder`)")
     p.add_argument("--device", default=None)
     args = p.parse_args()
     print(f"# {machine()}; batch {args.batch}, {args.patch}×{args.patch} LR patches, "
           f"{args.queries} queries each")
-    print(f"{'model':<12} {'precision':<9} {'layout':<6} {'s/step':>8} {'steps/s':>8}")
+    print(f"{'model':<12} {'precision':<9} {'layout':<6} {'frozen':<8} {'s/step':>8} {'steps/s':>8}")
     for name in args.models.split(","):
         for precision in args.precisions.split(","):
             for layout in args.layouts.split(","):
-                sec = measure(name, precision, args.batch, args.steps, args.device, args.patch,
-                              args.queries, layout == "nhwc")
-                print(f"{name:<12} {precision:<9} {layout:<6} {sec:8.2f} {1 / sec:8.3f}", flush=True)
+                for freeze in args.freeze:
+                    sec = measure(name, precision, args.batch, args.steps, args.device, args.patch,
+                                  args.queries, layout == "nhwc", None if freeze == "none" else freeze)
+                    print(f"{name:<12} {precision:<9} {layout:<6} {freeze:<8} {sec:8.2f} {1 / sec:8.3f}",
+                          flush=True)
 
 
 if __name__ == "__main__":

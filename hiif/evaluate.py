@@ -206,6 +206,8 @@ def model_card(results: list[dict[str, Any]], intro: str = "") -> str:
         hours = float(meta.get("train_seconds", 0)) / 3600
         init = describe_init(recipe.get("init"))
         init = f", {init}" if init else ""
+        if recipe.get("freeze"):
+            init += f", {recipe['freeze']} frozen"
         lines.append(
             f"| {name} | {meta.get('steps', '?')} × {meta.get('batch', '?')} | {hours:.2f} h | "
             f"{meta.get('device', '?')} | {meta.get('data', '?')} | {describe_schedule(optim)}, "

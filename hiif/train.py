@@ -203,6 +203,12 @@ def init_sources(init: dict | list | None) -> list[dict]:
     return [{"from": s["from"], "parts": check_init_parts(s.get("parts", "decoder"))} for s in sources]
 
 
+def check_freeze(freeze: str | None) -> str | None:
+    if freeze not in (None, "encoder"):
+        raise ValueError(f"freeze may only be encoder, not {freeze!r}")
+    return freeze
+
+
 def describe_init(init: dict | list | None) -> str:
     """Model-card words for a config's ``init``, e.g. ``encoder from runs/rdn-encoder.safetensors, decoder from hiif-edsr``."""
     return ", ".join(f"{s['parts']} from {s['from']}" for s in init_sources(init))
@@ -219,7 +225,7 @@ class Trainer:
         seed = int(config.raw.get("seed", 0))
         torch.manual_seed(seed)
         random.seed(seed)
-        self.model = create_model(config.model).to(self.device).train()
+        self.model = create_model(config.model).to(self.device)
         # NHWC convolutions (config ``channels_last``): oneDNN's preferred layout on CPU
         self.memory_format = torch.channels_last if config.raw.get("channels_last") else torch.contiguous_format
         if self.memory_format is torch.channels_last:
@@ -230,7 +236,15 @@ class Trainer:
         self.start_note = "starting from scratch"
         self.started = False
         self.model.spec = config.model
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.optim["lr"])
+        # config ``freeze: encoder``: the encoder gets no gradients and no optimizer state, so a
+        # step costs its forward pass only (methods sharing one trained encoder, issue 5)
+        self.frozen = check_freeze(config.raw.get("freeze"))
+        for name, param in self.model.named_parameters():
+            if self.frozen == "encoder" and name.startswith("encoder."):
+                param.requires_grad_(False)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(trainable, lr=config.optim["lr"])
+        self.train_mode()
         d = config.data
         if images is None:
             folder = data_dir or d.get("train_dir", "data/trainset")
@@ -245,6 +259,13 @@ class Trainer:
             if self.ema_decay else None
         self.warm_restart: int | None = None  # step at which a fresh optimizer took over
         self.data_name = str(d.get("name", data_dir or d.get("train_dir", "data/trainset")))
+
+    def train_mode(self) -> None:
+        """Training mode, except a frozen encoder: it serves the features it will serve at test
+        time (SwinIR's stochastic depth off)."""
+        self.model.train()
+        if self.frozen == "encoder":
+            self.model.encoder.eval()
 
     # -- checkpoints -------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
@@ -416,12 +437,13 @@ class Trainer:
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
             "recipe": json.dumps({"optim": self.cfg.optim, "data": self.cfg.data,
                                   "precision": self.cfg.raw.get("precision", "bf16"),
-                                  "init": self.cfg.raw.get("init")}),
+                                  "init": self.cfg.raw.get("init"),
+                                  "freeze": self.frozen}),
         }
         if ema is not None:
             meta["ema"] = f"{ema.decay:g} over {ema.updates} steps"
         self.model.eval()
         with ema.swapped_in(self.model) if ema is not None else contextlib.nullcontext():
             out = save_safetensors(self.model, path, meta, spec=self.cfg.model)
-        self.model.train()
+        self.train_mode()
         return out

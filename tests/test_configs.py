@@ -21,7 +21,7 @@ def load(name: str) -> Config:
 def test_the_three_methods_of_an_encoder_share_one_recipe(encoder):
     configs = {m: load(f"{m}-{encoder}") for m in METHODS}
     recipes = {m: (c.optim, c.data, c.raw.get("precision"), c.raw.get("ema"), c.raw.get("seed"),
-                   c.model["args"]["encoder_spec"]) for m, c in configs.items()}
+                   c.raw.get("freeze"), c.model["args"]["encoder_spec"]) for m, c in configs.items()}
     assert recipes["hiif"] == recipes["liif"] == recipes["lte"]
     for method, config in configs.items():
         assert config.name == f"{method}-{encoder}" and config.model["name"] == method

@@ -251,3 +251,41 @@ def test_warm_start_copies_the_decoder_of_another_encoders_model(tmp_path):
     assert "resumed" in again.resume() and again.start() == f"checkpoint at step {combined.step}"
     assert all(torch.equal(a, b) for a, b in zip(again.model.state_dict().values(),
                                                  combined.model.state_dict().values()))
+
+
+def test_a_frozen_encoder_is_not_trained_and_the_card_says_so(tmp_path):
+    donor = Trainer(tiny_config("lte"), run_dir=tmp_path / "donor", images=IMAGES, progress=False)
+    donor.train(steps=2)
+    path = donor.export(tmp_path / "donor.safetensors")
+    config = tiny_config("hiif", ema=0.9, freeze="encoder", init={"from": str(path), "parts": "encoder"})
+    trainer = Trainer(config, run_dir=tmp_path / "run", images=IMAGES, progress=False)
+    in_optimizer = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
+    for name, param in trainer.model.named_parameters():
+        assert (id(param) in in_optimizer) == (not name.startswith("encoder.")), name
+    trainer.start()
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train(steps=3)
+    assert trainer.model.training and not trainer.model.encoder.training
+    after = trainer.model.state_dict()
+    theirs = hiif.load_model(path).state_dict()
+    for key, value in after.items():
+        if key.startswith("encoder."):  # the donor's encoder, untouched by three steps
+            assert torch.equal(value, theirs[key].float()) and torch.equal(value, before[key]), key
+    assert any(not torch.equal(after[k], before[k]) for k in after if not k.startswith("encoder."))
+    exported = trainer.export(tmp_path / "frozen.safetensors")
+    assert not trainer.model.encoder.training  # export puts the frozen encoder back in eval mode
+    assert json.loads(hiif.load_model(exported).metadata["recipe"])["freeze"] == "encoder"
+    card_file = str(exported)
+    result = {"dataset": "Set5", "protocol": "benchmark", "images": 5, "scales": [4],
+              "psnr": {"bicubic": {"4": 28.43}, card_file: {"4": 30.5}}}
+    row = next(line for line in model_card([result]).splitlines() if line.startswith(f"| {card_file} |"))
+    assert row.endswith(f"encoder from {path}, encoder frozen |")
+    # resumes keep the encoder frozen
+    again = Trainer(config, run_dir=tmp_path / "run", images=IMAGES, progress=False)
+    assert "resumed" in again.resume()
+    again.train(steps=2)
+    assert all(torch.equal(v, theirs[k].float()) for k, v in again.model.state_dict().items()
+               if k.startswith("encoder."))
+    with pytest.raises(ValueError, match="freeze may only be encoder"):
+        Trainer(tiny_config("hiif", freeze="decoder"), run_dir=tmp_path / "bad", images=IMAGES,
+                progress=False)
