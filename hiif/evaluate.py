@@ -204,7 +204,7 @@ def model_card(results: list[dict[str, Any]], intro: str = "") -> str:
         recipe = json.loads(meta["recipe"]) if "recipe" in meta else {}
         optim = recipe.get("optim", {})
         hours = float(meta.get("train_seconds", 0)) / 3600
-        init = describe_init(recipe.get("init"))
+        init = describe_init(recipe.get("init"), json.loads(meta.get("donors", "[]")))
         init = f", {init}" if init else ""
         if recipe.get("freeze"):
             init += f", {recipe['freeze']} frozen"

@@ -162,9 +162,10 @@ def check_init_parts(parts: str) -> str:
     return parts
 
 
-def warm_start(model: torch.nn.Module, source: str | Path, parts: str = "decoder") -> str:
+def warm_start(model: torch.nn.Module, source: str | Path, parts: str = "decoder") -> tuple[str, dict[str, Any]]:
     """Copy into ``model`` the tensors of ``parts`` (``decoder``, ``encoder`` or ``all``) whose names
-    and shapes match in another model's weights (zoo name or file); returns what was copied.
+    and shapes match in another model's weights (zoo name or file); returns what was copied and the
+    donor's record (its training steps and seconds, for the model card's account of compute).
 
     Config ``init: {from: hiif-edsr, parts: decoder}`` starts, e.g., HIIF-RDN with the decoder that
     HIIF-EDSR learnt on the same 64-channel features, so only the new encoder starts from scratch."""
@@ -189,7 +190,12 @@ def warm_start(model: torch.nn.Module, source: str | Path, parts: str = "decoder
     note = f"{parts} from {Path(str(source)).name}: {len(copied)} of {len(own)} tensors copied"
     if other_shape:
         note += f"; other shape, left as initialised: {', '.join(other_shape)}"
-    return note
+    meta = getattr(donor, "metadata", None) or {}
+    record = {"from": str(source), "parts": parts, "name": meta.get("name"),
+              "steps": int(meta["steps"]) if "steps" in meta else None,
+              "train_seconds": float(meta["train_seconds"]) if "train_seconds" in meta else None,
+              "donors": json.loads(meta.get("donors", "[]"))}
+    return note, record
 
 
 def init_sources(init: dict | list | None) -> list[dict]:
@@ -209,9 +215,19 @@ def check_freeze(freeze: str | None) -> str | None:
     return freeze
 
 
-def describe_init(init: dict | list | None) -> str:
-    """Model-card words for a config's ``init``, e.g. ``encoder from runs/rdn-encoder.safetensors, decoder from hiif-edsr``."""
-    return ", ".join(f"{s['parts']} from {s['from']}" for s in init_sources(init))
+def describe_init(init: dict | list | None, donors: list[dict[str, Any]] | None = None) -> str:
+    """Model-card words for a config's ``init``, e.g. ``encoder from runs/rdn-encoder.safetensors
+    (rdn-encoder: 3000 steps, 2.90 h), decoder from hiif-edsr (…)`` — with the donors' own training
+    (``donors``, the export's record) when known, since a warm start's compute is part of the model's."""
+    words = []
+    for i, source in enumerate(init_sources(init)):
+        text = f"{source['parts']} from {source['from']}"
+        record = donors[i] if donors and i < len(donors) else {}
+        if record.get("steps") is not None:
+            hours = (record.get("train_seconds") or 0) / 3600
+            text += f" ({record.get('name') or '?'}: {record['steps']} steps, {hours:.2f} h)"
+        words.append(text)
+    return ", ".join(words)
 
 
 class Trainer:
@@ -235,6 +251,7 @@ class Trainer:
         self.init = init_sources(config.raw.get("init"))
         self.start_note = "starting from scratch"
         self.started = False
+        self.donors: list[dict[str, Any]] = []  # what the warm starts came from (warm_start records)
         self.model.spec = config.model
         # config ``freeze: encoder``: the encoder gets no gradients and no optimizer state, so a
         # step costs its forward pass only (methods sharing one trained encoder, issue 5)
@@ -275,6 +292,7 @@ class Trainer:
             "step": self.step, "elapsed": self.elapsed, "spec": json.dumps(self.cfg.model),
             "sampler": json.dumps(self.sampler.state_dict()["rng"]),
             "torch_rng": torch.get_rng_state(), "python_rng": json.dumps(random.getstate()),
+            "donors": json.dumps(self.donors),
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state()
@@ -295,6 +313,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
         self.started, self.start_note = True, f"checkpoint at step {self.step}"
+        self.donors = json.loads(state.get("donors", "[]"))
         self.sampler.load_state_dict({"rng": json.loads(state["sampler"])})
         torch.set_rng_state(state["torch_rng"].cpu())
         py = json.loads(state["python_rng"])
@@ -311,7 +330,8 @@ class Trainer:
         """Set a fresh run's starting point once (the warm starts of config ``init``, else the
         random initialisation) and say what it is; a no-op after resume() loaded a state."""
         if not self.started:
-            notes = [warm_start(self.model, s["from"], s["parts"]) for s in self.init]
+            starts = [warm_start(self.model, s["from"], s["parts"]) for s in self.init]
+            notes, self.donors = [n for n, _ in starts], [r for _, r in starts]
             if notes:
                 self.start_note += ", " + "; ".join(notes)
                 if self.ema is not None:
@@ -341,6 +361,7 @@ class Trainer:
             # the optimizer moments are lost: restart the warm-up from there
             self.warm_restart = self.step
             self.started, self.start_note = True, f"{committed} at step {self.step}"
+            self.donors = json.loads(weights.metadata.get("donors", "[]"))
             return f"{note}started from {committed} (step {self.step}, fresh optimizer)"
         return f"no checkpoint or weights; {self.start()}"
 
@@ -442,6 +463,8 @@ class Trainer:
         }
         if ema is not None:
             meta["ema"] = f"{ema.decay:g} over {ema.updates} steps"
+        if self.donors:
+            meta["donors"] = json.dumps(self.donors)
         self.model.eval()
         with ema.swapped_in(self.model) if ema is not None else contextlib.nullcontext():
             out = save_safetensors(self.model, path, meta, spec=self.cfg.model)

@@ -233,7 +233,12 @@ def test_warm_start_copies_the_decoder_of_another_encoders_model(tmp_path):
     result = {"dataset": "Set5", "protocol": "benchmark", "images": 5, "scales": [4],
               "psnr": {"bicubic": {"4": 28.43}, card_file: {"4": 30.5}}}
     row = next(line for line in model_card([result]).splitlines() if line.startswith(f"| {card_file} |"))
-    assert row.endswith(f"fp32, encoder from {path}, decoder from {hiif_donor} |")
+    # with what the donors' own training cost (a shared encoder's compute is part of the model's)
+    assert row.endswith(f"fp32, encoder from {path} (tiny-lte: 2 steps, 0.00 h), "
+                        f"decoder from {hiif_donor} (tiny-hiif: 0 steps, 0.00 h) |")
+    donors = json.loads(hiif.load_model(card_file).metadata["donors"])
+    assert [(d["name"], d["parts"], d["steps"]) for d in donors] == [("tiny-lte", "encoder", 2),
+                                                                     ("tiny-hiif", "decoder", 0)]
     assert "| 30.50 |" in model_card([result]) and "+2.07" in model_card([result])
     with pytest.raises(ValueError, match="need `from`"):
         Trainer(tiny_config("hiif", init=[{"parts": "encoder"}]), run_dir=tmp_path / "v", images=IMAGES,
@@ -249,6 +254,7 @@ def test_warm_start_copies_the_decoder_of_another_encoders_model(tmp_path):
     hiif_donor.unlink()
     again = Trainer(tiny_config("hiif", init=both), run_dir=tmp_path / "w", images=IMAGES, progress=False)
     assert "resumed" in again.resume() and again.start() == f"checkpoint at step {combined.step}"
+    assert again.donors == combined.donors  # the record of the donors survives them
     assert all(torch.equal(a, b) for a, b in zip(again.model.state_dict().values(),
                                                  combined.model.state_dict().values()))
 
@@ -279,7 +285,7 @@ def test_a_frozen_encoder_is_not_trained_and_the_card_says_so(tmp_path):
     result = {"dataset": "Set5", "protocol": "benchmark", "images": 5, "scales": [4],
               "psnr": {"bicubic": {"4": 28.43}, card_file: {"4": 30.5}}}
     row = next(line for line in model_card([result]).splitlines() if line.startswith(f"| {card_file} |"))
-    assert row.endswith(f"encoder from {path}, encoder frozen |")
+    assert row.endswith(f"encoder from {path} (tiny-lte: 2 steps, 0.00 h), encoder frozen |")
     # resumes keep the encoder frozen
     again = Trainer(config, run_dir=tmp_path / "run", images=IMAGES, progress=False)
     assert "resumed" in again.resume()
