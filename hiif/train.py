@@ -16,6 +16,7 @@ import math
 import os
 import random
 import time
+import types
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -230,6 +231,28 @@ def describe_init(init: dict | list | None, donors: list[dict[str, Any]] | None 
     return ", ".join(words)
 
 
+@contextlib.contextmanager
+def _stops_noticed():
+    """Count how often the process is continued after a stop (SIGCONT), so that time spent stopped
+    (``kill -STOP`` to measure something beside a run) is not booked as training time."""
+    import signal
+    import threading
+
+    counter = types.SimpleNamespace(count=0)
+    if not hasattr(signal, "SIGCONT") or threading.current_thread() is not threading.main_thread():
+        yield counter
+        return
+
+    def continued(signum, frame):
+        counter.count += 1
+
+    previous = signal.signal(signal.SIGCONT, continued)
+    try:
+        yield counter
+    finally:
+        signal.signal(signal.SIGCONT, previous)
+
+
 class Trainer:
     def __init__(self, config: Config, run_dir: str | Path | None = None, device: str | None = None,
                  data_dir: str | Path | None = None, images: list[np.ndarray] | None = None,
@@ -408,43 +431,60 @@ class Trainer:
               bar: Any, log_file: Any) -> None:
         last_save = time.time()
         self._smooth_loss = self._smooth_psnr = None
-        while self.step < target:
-            t0 = time.time()
-            lr = learning_rate(self.step, optim)
-            if warm_restart is not None and self.step - warm_restart < optim.get("warmup", 0):
-                lr *= (self.step - warm_restart + 1) / optim["warmup"]
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            self.optimizer.zero_grad(set_to_none=True)
-            loss_sum, mse_sum = 0.0, 0.0
-            for _ in range(accumulate):
-                batch = {k: v.to(self.device, non_blocking=True)
-                         for k, v in self.sampler.sample(batch_size // accumulate).items()}
-                if self.memory_format is torch.channels_last:
-                    batch["lr"] = batch["lr"].contiguous(memory_format=torch.channels_last)
-                with self.autocast():
-                    loss, mse = training_loss(self.model, batch)
-                (loss / accumulate).backward()
-                loss_sum += loss.item() / accumulate
-                mse_sum += mse.item() / accumulate
-            self.optimizer.step()
-            if self.ema is not None:
-                self.ema.update(self.model)
-            self.step += 1
-            self.elapsed += time.time() - t0
-            psnr = psnr_from_mse(mse_sum)
-            smooth = lambda old, new: new if old is None else 0.98 * old + 0.02 * new  # noqa: E731
-            self._smooth_loss, self._smooth_psnr = smooth(self._smooth_loss, loss_sum), smooth(self._smooth_psnr, psnr)
-            bar.update(1)
-            bar.set_postfix(loss=f"{self._smooth_loss:.4f}", psnr=f"{self._smooth_psnr:.2f}", lr=f"{lr:.2e}")
-            if self.step % 10 == 0:
-                log_file.write(f"{self.step}\t{loss_sum:.5f}\t{psnr:.3f}\t{lr:.3e}\t{self.elapsed:.1f}\n")
-                log_file.flush()
-            if time.time() - last_save > checkpoint_every:
-                self.save_checkpoint()
-                last_save = time.time()
-            if deadline and time.time() > deadline:
-                break
+        last_step_seconds = None
+        with _stops_noticed() as stops:
+            while self.step < target:
+                stopped_before = stops.count
+                t0 = time.time()
+                self._step(optim, batch_size, accumulate, warm_restart)
+                seconds = time.time() - t0
+                if stops.count != stopped_before and last_step_seconds is not None:
+                    # the process was stopped (SIGSTOP ... SIGCONT) during this step: count the
+                    # step as long as the one before, so train time stays training time
+                    seconds = last_step_seconds
+                last_step_seconds = seconds
+                self.elapsed += seconds
+                self._after_step(bar, log_file)
+                if time.time() - last_save > checkpoint_every:
+                    self.save_checkpoint()
+                    last_save = time.time()
+                if deadline and time.time() > deadline:
+                    break
+
+    def _step(self, optim: dict[str, Any], batch_size: int, accumulate: int,
+              warm_restart: int | None) -> None:
+        lr = learning_rate(self.step, optim)
+        if warm_restart is not None and self.step - warm_restart < optim.get("warmup", 0):
+            lr *= (self.step - warm_restart + 1) / optim["warmup"]
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum, mse_sum = 0.0, 0.0
+        for _ in range(accumulate):
+            batch = {k: v.to(self.device, non_blocking=True)
+                     for k, v in self.sampler.sample(batch_size // accumulate).items()}
+            if self.memory_format is torch.channels_last:
+                batch["lr"] = batch["lr"].contiguous(memory_format=torch.channels_last)
+            with self.autocast():
+                loss, mse = training_loss(self.model, batch)
+            (loss / accumulate).backward()
+            loss_sum += loss.item() / accumulate
+            mse_sum += mse.item() / accumulate
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.step += 1
+        self._last = (lr, loss_sum, psnr_from_mse(mse_sum))
+
+    def _after_step(self, bar: Any, log_file: Any) -> None:
+        lr, loss, psnr = self._last
+        smooth = lambda old, new: new if old is None else 0.98 * old + 0.02 * new  # noqa: E731
+        self._smooth_loss, self._smooth_psnr = smooth(self._smooth_loss, loss), smooth(self._smooth_psnr, psnr)
+        bar.update(1)
+        bar.set_postfix(loss=f"{self._smooth_loss:.4f}", psnr=f"{self._smooth_psnr:.2f}", lr=f"{lr:.2e}")
+        if self.step % 10 == 0:
+            log_file.write(f"{self.step}\t{loss:.5f}\t{psnr:.3f}\t{lr:.3e}\t{self.elapsed:.1f}\n")
+            log_file.flush()
 
     def export(self, path: str | Path | None = None, average: bool = True) -> Path:
         """fp16 safetensors of the weight average (config ``ema``), or of the last step's weights

@@ -295,3 +295,27 @@ def test_a_frozen_encoder_is_not_trained_and_the_card_says_so(tmp_path):
     with pytest.raises(ValueError, match="freeze may only be encoder"):
         Trainer(tiny_config("hiif", freeze="decoder"), run_dir=tmp_path / "bad", images=IMAGES,
                 progress=False)
+
+
+def test_time_spent_stopped_is_not_booked_as_training_time(tmp_path):
+    import os
+    import signal
+    import time
+
+    trainer = Trainer(tiny_config("lte"), run_dir=tmp_path / "run", images=IMAGES, progress=False)
+    trainer.train(steps=2)
+    real_step, calls = trainer._step, []
+
+    def step_that_gets_stopped(*args):
+        real_step(*args)
+        calls.append(1)
+        if len(calls) == 2:  # as if `kill -STOP` for 1.5 s, then `kill -CONT`
+            time.sleep(1.5)
+            os.kill(os.getpid(), signal.SIGCONT)
+            time.sleep(0.05)  # let the handler run
+
+    trainer._step = step_that_gets_stopped
+    before, t0 = trainer.elapsed, time.time()
+    trainer.train(steps=4)
+    assert time.time() - t0 > 1.5
+    assert trainer.elapsed - before < 1.0 and trainer.step == 6
