@@ -15,6 +15,8 @@ import json
 import math
 import os
 import random
+import signal
+import threading
 import time
 import types
 from dataclasses import dataclass
@@ -191,7 +193,7 @@ def warm_start(model: torch.nn.Module, source: str | Path, parts: str = "decoder
     note = f"{parts} from {Path(str(source)).name}: {len(copied)} of {len(own)} tensors copied"
     if other_shape:
         note += f"; other shape, left as initialised: {', '.join(other_shape)}"
-    meta = getattr(donor, "metadata", None) or {}
+    meta = donor.metadata
     record = {"from": str(source), "parts": parts, "name": meta.get("name"),
               "steps": int(meta["steps"]) if "steps" in meta else None,
               "train_seconds": float(meta["train_seconds"]) if "train_seconds" in meta else None,
@@ -221,12 +223,11 @@ def describe_init(init: dict | list | None, donors: list[dict[str, Any]] | None 
     (rdn-encoder: 3000 steps, 2.90 h), decoder from hiif-edsr (…)`` — with the donors' own training
     (``donors``, the export's record) when known, since a warm start's compute is part of the model's."""
     words = []
-    for i, source in enumerate(init_sources(init)):
+    for source in donors or init_sources(init):  # a record says what was really loaded
         text = f"{source['parts']} from {source['from']}"
-        record = donors[i] if donors and i < len(donors) else {}
-        if record.get("steps") is not None:
-            hours = (record.get("train_seconds") or 0) / 3600
-            text += f" ({record.get('name') or '?'}: {record['steps']} steps, {hours:.2f} h)"
+        if source.get("steps") is not None:
+            hours = (source.get("train_seconds") or 0) / 3600
+            text += f" ({source.get('name') or '?'}: {source['steps']} steps, {hours:.2f} h)"
         words.append(text)
     return ", ".join(words)
 
@@ -235,9 +236,6 @@ def describe_init(init: dict | list | None, donors: list[dict[str, Any]] | None 
 def _stops_noticed():
     """Count how often the process is continued after a stop (SIGCONT), so that time spent stopped
     (``kill -STOP`` to measure something beside a run) is not booked as training time."""
-    import signal
-    import threading
-
     counter = types.SimpleNamespace(count=0)
     if not hasattr(signal, "SIGCONT") or threading.current_thread() is not threading.main_thread():
         yield counter
@@ -279,9 +277,8 @@ class Trainer:
         # config ``freeze: encoder``: the encoder gets no gradients and no optimizer state, so a
         # step costs its forward pass only (methods sharing one trained encoder, issue 5)
         self.frozen = check_freeze(config.raw.get("freeze"))
-        for name, param in self.model.named_parameters():
-            if self.frozen == "encoder" and name.startswith("encoder."):
-                param.requires_grad_(False)
+        if self.frozen == "encoder":
+            self.model.encoder.requires_grad_(False)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(trainable, lr=config.optim["lr"])
         self.train_mode()
@@ -436,7 +433,7 @@ class Trainer:
             while self.step < target:
                 stopped_before = stops.count
                 t0 = time.time()
-                self._step(optim, batch_size, accumulate, warm_restart)
+                lr, loss, psnr = self._step(optim, batch_size, accumulate, warm_restart)
                 seconds = time.time() - t0
                 if stops.count != stopped_before and last_step_seconds is not None:
                     # the process was stopped (SIGSTOP ... SIGCONT) during this step: count the
@@ -444,7 +441,7 @@ class Trainer:
                     seconds = last_step_seconds
                 last_step_seconds = seconds
                 self.elapsed += seconds
-                self._after_step(bar, log_file)
+                self._report(bar, log_file, lr, loss, psnr)
                 if time.time() - last_save > checkpoint_every:
                     self.save_checkpoint()
                     last_save = time.time()
@@ -452,7 +449,8 @@ class Trainer:
                     break
 
     def _step(self, optim: dict[str, Any], batch_size: int, accumulate: int,
-              warm_restart: int | None) -> None:
+              warm_restart: int | None) -> tuple[float, float, float]:
+        """One optimizer step; returns its learning rate, loss and training PSNR."""
         lr = learning_rate(self.step, optim)
         if warm_restart is not None and self.step - warm_restart < optim.get("warmup", 0):
             lr *= (self.step - warm_restart + 1) / optim["warmup"]
@@ -474,10 +472,9 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(self.model)
         self.step += 1
-        self._last = (lr, loss_sum, psnr_from_mse(mse_sum))
+        return lr, loss_sum, psnr_from_mse(mse_sum)
 
-    def _after_step(self, bar: Any, log_file: Any) -> None:
-        lr, loss, psnr = self._last
+    def _report(self, bar: Any, log_file: Any, lr: float, loss: float, psnr: float) -> None:
         smooth = lambda old, new: new if old is None else 0.98 * old + 0.02 * new  # noqa: E731
         self._smooth_loss, self._smooth_psnr = smooth(self._smooth_loss, loss), smooth(self._smooth_psnr, psnr)
         bar.update(1)

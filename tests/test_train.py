@@ -307,12 +307,13 @@ def test_time_spent_stopped_is_not_booked_as_training_time(tmp_path):
     real_step, calls = trainer._step, []
 
     def step_that_gets_stopped(*args):
-        real_step(*args)
+        result = real_step(*args)
         calls.append(1)
         if len(calls) == 2:  # as if `kill -STOP` for 1.5 s, then `kill -CONT`
             time.sleep(1.5)
             os.kill(os.getpid(), signal.SIGCONT)
             time.sleep(0.05)  # let the handler run
+        return result
 
     trainer._step = step_that_gets_stopped
     before, t0 = trainer.elapsed, time.time()
