@@ -45,11 +45,33 @@ class Config:
 
     @classmethod
     def load(cls, path: str | Path) -> "Config":
-        raw = yaml.safe_load(Path(path).read_text())
+        """Read a YAML config; ``base: other.yaml`` (relative to this file) starts from that config
+        and overrides it key by key (nested mappings merged, anything else replaced)."""
+        raw = _read_config(Path(path), seen=())
         for key in ("name", "model", "data", "optim"):
             if key not in raw:
                 raise ValueError(f"{path}: config lacks '{key}'")
         return cls(raw["name"], raw["model"], raw["data"], raw["optim"], raw)
+
+
+def _read_config(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    if path.resolve() in seen:
+        raise ValueError(f"{path}: config bases form a cycle")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: a config is a mapping")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    return _merged(_read_config(path.parent / base, (*seen, path.resolve())), raw)
+
+
+def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        both_maps = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merged(out[key], value) if both_maps else value
+    return out
 
 
 def learning_rate(step: int, optim: dict[str, Any]) -> float:
@@ -273,6 +295,7 @@ class Trainer:
         self.start_note = "starting from scratch"
         self.started = False
         self.donors: list[dict[str, Any]] = []  # what the warm starts came from (warm_start records)
+        self.hardware: list[str] = []  # every device this run trained on, in order (the export says)
         self.model.spec = config.model
         # config ``freeze: encoder``: the encoder gets no gradients and no optimizer state, so a
         # step costs its forward pass only (methods sharing one trained encoder, issue 5)
@@ -312,7 +335,7 @@ class Trainer:
             "step": self.step, "elapsed": self.elapsed, "spec": json.dumps(self.cfg.model),
             "sampler": json.dumps(self.sampler.state_dict()["rng"]),
             "torch_rng": torch.get_rng_state(), "python_rng": json.dumps(random.getstate()),
-            "donors": json.dumps(self.donors),
+            "donors": json.dumps(self.donors), "hardware": json.dumps(self.hardware),
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state()
@@ -334,6 +357,7 @@ class Trainer:
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
         self.started, self.start_note = True, f"checkpoint at step {self.step}"
         self.donors = json.loads(state.get("donors", "[]"))
+        self.hardware = json.loads(state.get("hardware", "[]"))
         self.sampler.load_state_dict({"rng": json.loads(state["sampler"])})
         torch.set_rng_state(state["torch_rng"].cpu())
         py = json.loads(state["python_rng"])
@@ -361,9 +385,12 @@ class Trainer:
 
     def resume(self) -> str:
         """Continue from the run's checkpoint, else from the committed weights, else from scratch.
-        Committed weights trained further than the checkpoint (on another machine, say) win."""
+        Committed weights trained further than the checkpoint (on another machine, say) win.
+        Config ``resume_from_weights: false`` leaves the committed weights out: a run of another
+        recipe under the same name (configs/gpu/) continues only its own checkpoint."""
         committed = WEIGHTS_DIR / f"{self.cfg.name}.safetensors"
-        weights = load_safetensors(committed) if committed.is_file() else None
+        use_weights = self.cfg.raw.get("resume_from_weights", True) and committed.is_file()
+        weights = load_safetensors(committed) if use_weights else None
         weight_steps = int(weights.metadata.get("steps", 0)) if weights is not None else -1
         note = "no checkpoint; "
         if (self.run_dir / CHECKPOINT).is_file():
@@ -382,6 +409,7 @@ class Trainer:
             self.warm_restart = self.step
             self.started, self.start_note = True, f"{committed} at step {self.step}"
             self.donors = json.loads(weights.metadata.get("donors", "[]"))
+            self.hardware = [h for h in weights.metadata.get("device", "").split(" + ") if h]
             return f"{note}started from {committed} (step {self.step}, fresh optimizer)"
         return f"no checkpoint or weights; {self.start()}"
 
@@ -396,6 +424,9 @@ class Trainer:
     def train(self, steps: int | None = None, max_minutes: float | None = None,
               checkpoint_minutes: float | None = None) -> dict[str, float]:
         self.start()
+        here = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
+        if here not in self.hardware:
+            self.hardware.append(here)
         optim = self.cfg.optim
         target = optim["steps"] if steps is None else min(optim["steps"], self.step + max(0, steps))
         checkpoint_every = 60 * (checkpoint_minutes or self.cfg.raw.get("checkpoint_minutes", 10))
@@ -491,7 +522,8 @@ class Trainer:
         meta = {
             "name": self.cfg.name, "steps": str(self.step), "train_seconds": f"{self.elapsed:.0f}",
             "batch": str(self.cfg.optim["batch"]), "data": self.data_name,
-            "device": torch.cuda.get_device_name() if self.device.type == "cuda" else "cpu",
+            # where it trained (not where it is exported: `hiif export` runs on the CPU)
+            "device": " + ".join(self.hardware) or "cpu",
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
             "recipe": json.dumps({"optim": self.cfg.optim, "data": self.cfg.data,
                                   "precision": self.cfg.raw.get("precision", "bf16"),

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # GPU checks on a lent device machine, in one call (a few minutes on an H100/H200):
 #   run(command="bash scripts/device_checks.sh", timeout_s=420)
-# or after training, in the same call (one machine start):
-#   run(command="bash scripts/device_train.sh rdn 40000 6; bash scripts/device_checks.sh", ...)
+# as a call of its own (it writes 5 files to $OUT; a call returns 8, and device_train.sh's weights
+# take most of them), e.g. right after the device_train.sh / device_fetch.sh calls, machine warm.
 # Writes to $OUT: the CUDA tests with their measured differences (CUDA vs CPU per precision, a real
 # out-of-memory retry), the engine's CUDA throughput (fp32/bf16/fp16), ×30 peak memory, and the
 # demo's latency. Each step runs even when an earlier one fails.

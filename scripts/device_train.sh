@@ -1,38 +1,50 @@
 #!/usr/bin/env bash
 # Train the three methods of one encoder on a lent GPU machine (the `device` tool), in one call.
 #
-# Here, once per machine:   python -m hiif.data pack-subset data/trainset data/pack --max-mb 48
-# Then, with the device tool (what travels must stay under 64 MiB, repo included):
-#   run(command="bash scripts/device_train.sh edsr 20000 8", carry=["data/pack"], timeout_s=600)
-# and copy the returned weights into weights/ (files_at) after checking their steps and PSNR.
+# Here, first:   bash scripts/device_prepare.sh   (packs data/pack, keeps what travels under 64 MiB)
+# Then:          run(command="bash scripts/device_train.sh rdn 5000 8", carry=["data/pack"], timeout_s=600)
+# Last, here:    bash scripts/device_finish.sh <files_at>   (joins the returned weights, restores)
 #
-# The three runs share the GPU (one process each) and each trains to the same step total UNTIL
-# with the recipe of configs/<method>-<encoder>.yaml, resuming from runs/ on a warm machine, else
-# from the committed weights (fresh optimizer, warm-up). MINUTES caps each run so the call ends
-# inside the tool's 10-minute limit; a run that stops short is reported, and the next call
-# (same UNTIL) brings it level. Weights and logs land in $OUT (checkpoints are too large to return).
+# Recipes: EDSR-baseline takes configs/<name>.yaml and continues the committed weights (fresh
+# optimizer, warm-up) or, on a warm machine, its checkpoint; RDN and SwinIR take
+# configs/gpu/<name>.yaml (each method its own encoder from scratch, batch 16) and continue only
+# their own checkpoint. The three runs share the GPU (one process each) and train to the same step
+# total UNTIL; MINUTES caps each so the call ends inside the tool's 10-minute limit, and a run that
+# stops short is brought level by the next call with the same UNTIL (the machine keeps runs/ while
+# it stays warm, ~30 s after a call).
+# Exports land in runs/device/<name>.safetensors there and come back in parts of at most 15 MiB
+# (the tool returns ≤ 16 MiB a file, 8 files and 64 MiB a call): as many models as fit, and
+# scripts/device_fetch.sh prints the call that returns the rest.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 encoder=${1:?encoder: edsr, rdn or swinir}; until=${2:?step total}; minutes=${3:-8}
 device=${DEVICE:-cuda}; out=${OUT:-runs/device-out}; data=${DATA:-data/pack}
-mkdir -p "$out"
+mkdir -p "$out" runs/device
 python3 - <<'EOF' || exit 1
 import torch
 print("torch", torch.__version__, "cuda", torch.cuda.is_available(),
       torch.cuda.get_device_name() if torch.cuda.is_available() else "")
 EOF
-pids=()
+names=(); pids=()
 for method in hiif liif lte; do
-  name=$method-$encoder
-  python3 -m hiif train --config "configs/$name.yaml" --resume --data "$data" --device "$device" \
-    --until "$until" --max-minutes "$minutes" --export > "$out/$name.log" 2>&1 &
+  name=$method-$encoder; config=configs/gpu/$name.yaml
+  [ -f "$config" ] || config=configs/$name.yaml
+  names+=("$name")
+  python3 -m hiif train --config "$config" --resume --data "$data" --device "$device" \
+    --until "$until" --max-minutes "$minutes" > "runs/device/$name.log" 2>&1 &
   pids+=($!)
 done
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
-for method in hiif liif lte; do
-  name=$method-$encoder
-  cp "weights/$name.safetensors" "$out/" 2>/dev/null
-  tail -c 300 "$out/$name.log" | tr '\r' '\n' | grep -E "step [0-9]+|error" | tail -1
+for name in "${names[@]}"; do
+  config=configs/gpu/$name.yaml; [ -f "$config" ] || config=configs/$name.yaml
+  python3 -m hiif export --config "$config" --output "runs/device/$name.safetensors" \
+    >> "runs/device/$name.log" 2>&1 || status=1
+  # the log without tqdm's redraws: what was started from, the last progress line, the end
+  echo "== $name" >> "$out/train.log"
+  tr '\r' '\n' < "runs/device/$name.log" | grep -v '^\s*$' | grep -v '%|' >> "$out/train.log"
+  tr '\r' '\n' < "runs/device/$name.log" | grep '%|' | tail -1 >> "$out/train.log"
 done
+grep -E "^== |step [0-9]+, loss|exported|rror" "$out/train.log"
+bash scripts/device_fetch.sh "${names[@]}" || status=1
 exit $status

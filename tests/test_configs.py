@@ -43,3 +43,21 @@ def test_every_config_builds_its_model_and_names_known_donors(path):
     for source in init_sources(config.raw.get("init")):
         # a zoo model, or a file that another config's run produces (exported into runs/)
         assert source["from"] in ZOO or source["from"].startswith("runs/"), source
+
+
+@pytest.mark.parametrize("encoder", ("rdn", "swinir"))
+def test_the_gpu_recipes_are_the_cpu_ones_with_what_a_gpu_affords(encoder):
+    """configs/gpu/: the same model and data recipe as configs/, its own encoder from scratch under
+    each method's EDSR decoder, and never continued from the CPU-trained weights of the same name."""
+    gpu = {m: Config.load(CONFIGS / "gpu" / f"{m}-{encoder}.yaml") for m in METHODS}
+    for method, config in gpu.items():
+        cpu = load(f"{method}-{encoder}")
+        assert config.name == cpu.name and config.model == cpu.model
+        assert {k: v for k, v in config.data.items() if k not in ("train_dir", "name")} == \
+            {k: v for k, v in cpu.data.items() if k not in ("train_dir", "name")}
+        assert config.raw["precision"] == cpu.raw["precision"] and config.raw["ema"] == cpu.raw["ema"]
+        assert init_sources(config.raw["init"]) == [{"from": f"{method}-edsr", "parts": "decoder"}]
+        assert config.raw["resume_from_weights"] is False
+        assert create_model(config.model).method == method
+    recipes = [(c.optim, c.data, c.raw.get("freeze")) for c in gpu.values()]
+    assert recipes[0] == recipes[1] == recipes[2]

@@ -176,6 +176,57 @@ def test_resume_prefers_weights_trained_further_than_the_checkpoint(tmp_path, mo
     assert "resumed" in again.resume() and again.step == 7
 
 
+def test_a_run_of_another_recipe_never_starts_from_the_committed_weights(tmp_path, monkeypatch):
+    """configs/gpu/ share their names with the CPU-trained weights: with ``resume_from_weights:
+    false`` --resume continues the run's own checkpoint only, else starts as the config says."""
+    import hiif.train
+
+    monkeypatch.setattr(hiif.train, "WEIGHTS_DIR", tmp_path / "weights")
+    committed = Trainer(tiny_config("lte", ema=0.9), run_dir=tmp_path / "cpu", images=IMAGES, progress=False)
+    committed.train(steps=5)
+    committed.export()
+    other = lambda: tiny_config("lte", ema=0.9, resume_from_weights=False)  # noqa: E731
+    fresh = Trainer(other(), run_dir=tmp_path / "gpu", images=IMAGES, progress=False)
+    assert fresh.resume().startswith("no checkpoint or weights") and fresh.step == 0
+    fresh.train(steps=2)
+    again = Trainer(other(), run_dir=tmp_path / "gpu", images=IMAGES, progress=False)
+    assert "resumed" in again.resume() and again.step == 2
+
+
+def test_the_export_names_the_devices_it_trained_on_not_the_exporting_one(tmp_path, monkeypatch):
+    import hiif.train
+
+    monkeypatch.setattr(hiif.train, "WEIGHTS_DIR", tmp_path / "weights")
+    trainer = Trainer(tiny_config("lte"), run_dir=tmp_path / "run", images=IMAGES, progress=False)
+    trainer.train(steps=1)
+    trainer.hardware.append("NVIDIA H100 80GB HBM3")  # as if a later session trained on, on a GPU
+    trainer.save_checkpoint()
+    exporter = Trainer(tiny_config("lte"), run_dir=tmp_path / "run", images=IMAGES, progress=False)
+    exporter.load_checkpoint()
+    assert hiif.load_model(exporter.export()).metadata["device"] == "cpu + NVIDIA H100 80GB HBM3"
+    resumed = Trainer(tiny_config("lte"), run_dir=tmp_path / "elsewhere", images=IMAGES, progress=False)
+    resumed.resume()  # from those weights: the devices carry on, none twice
+    resumed.train(steps=1)
+    assert resumed.hardware == ["cpu", "NVIDIA H100 80GB HBM3"]
+
+
+def test_a_config_overrides_its_base_key_by_key(tmp_path):
+    (tmp_path / "gpu").mkdir()
+    (tmp_path / "cpu.yaml").write_text(
+        "name: m\nmodel: {name: lte, args: {hidden_dim: 8}}\ndata: {patch: 48, queries: 2304}\n"
+        "optim: {lr: 0.0004, batch: 4, steps: 1500}\ninit: [{from: a, parts: encoder}, {from: b, parts: decoder}]\n")
+    (tmp_path / "gpu" / "m.yaml").write_text(
+        "base: ../cpu.yaml\noptim: {batch: 16, steps: 5000}\ninit: {from: c, parts: decoder}\n")
+    config = Config.load(tmp_path / "gpu" / "m.yaml")
+    assert config.name == "m" and config.model["args"] == {"hidden_dim": 8}
+    assert config.optim == {"lr": 0.0004, "batch": 16, "steps": 5000}  # mappings merged
+    assert config.raw["init"] == {"from": "c", "parts": "decoder"}  # anything else replaced
+    assert "base" not in config.raw
+    (tmp_path / "cpu.yaml").write_text("base: gpu/m.yaml\n")
+    with pytest.raises(ValueError, match="cycle"):
+        Config.load(tmp_path / "gpu" / "m.yaml")
+
+
 def test_channels_last_training_matches_the_default_layout(tmp_path):
     default = Trainer(tiny_config("lte"), run_dir=tmp_path / "a", images=IMAGES, progress=False)
     nhwc = Trainer(tiny_config("lte", channels_last=True), run_dir=tmp_path / "b", images=IMAGES,

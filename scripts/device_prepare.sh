@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Here, before device calls (scripts/device_train.sh): make what travels fit the tool's 64 MiB
+# (tracked and untracked-not-ignored files, plus carried paths).
+#  - data/pack, the training subset that travels, is built from data/trainset if missing, to the
+#    size the rest leaves (at most PACK_MB, default 40 MB).
+#  - RDN and SwinIR weights (24-47 MB each) are left behind: the device runs start from the EDSR
+#    decoders (configs/gpu/). They are ignored through .git/info/exclude and, if committed,
+#    taken out of the index (git rm --cached) until scripts/device_finish.sh puts them back.
+#    Do not commit in between: the commit would delete them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+limit=$((64 * 1024 * 1024)); hidden=.git/hiif-device-hidden; exclude=.git/info/exclude
+mkdir -p .git/info; touch "$exclude" "$hidden"
+for pattern in '/weights/*-rdn.*' '/weights/*-swinir.*'; do
+  grep -qxF "$pattern" "$exclude" || echo "$pattern" >> "$exclude"
+done
+git ls-files -- 'weights/*-rdn.*' 'weights/*-swinir.*' >> "$hidden"
+sort -u -o "$hidden" "$hidden"
+[ -s "$hidden" ] && git rm --cached -q -- $(cat "$hidden") && echo "left behind (index, until device_finish.sh): $(tr '\n' ' ' < "$hidden")"
+tree_bytes() { git ls-files -z -c -o --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1; }
+tree=$(tree_bytes)
+if [ ! -f data/pack/manifest.tsv ]; then
+  room=$(( (limit - tree) / 1000000 - 2 )); mb=$(( room < ${PACK_MB:-40} ? room : ${PACK_MB:-40} ))
+  [ -d data/trainset ] || python -m hiif.data build-trainset data/trainset
+  python -m hiif.data pack-subset data/trainset data/pack --max-mb "$mb"
+fi
+pack=$(du -cb data/pack | tail -1 | cut -f1)
+echo "travels: tree $((tree / 1024)) KiB + data/pack $((pack / 1024)) KiB = $(( (tree + pack) / 1024 )) KiB of $((limit / 1024))"
+[ $((tree + pack)) -le $limit ] || { echo "device_prepare: over 64 MiB; largest files:"; \
+  git ls-files -z -c -o --exclude-standard | du -b --files0-from=- | sort -n | tail -5; exit 1; }
