@@ -68,12 +68,20 @@ class Limits:
     device: str
     preview_side: int  # default preview region side (px)
     full_pixels: int  # largest output rendered whole, on request
-    input_pixels: int  # largest encoder input (the LR image)
+    input_pixels: int  # largest encoder input (the LR image) for EDSR-baseline: see input_pixels_for
     concurrency: int  # jobs at a time (Gradio queue)
     chunk: int | None  # queries per decoder call (None: the engine's default)
     stats_max_queries: int  # HIIF attention statistics exact up to this output size
     cache_bytes: int  # encoded features kept in memory, all models together
     job_seconds: float = 1200.0  # a job still decoding after this long is stopped with a message
+
+    def input_pixels_for(self, backbone: str) -> int:
+        """On a CPU, RDN's and SwinIR's encoders cost ~17x EDSR-baseline's per pixel (about 320 and
+        360 µs against 19 µs on 2 cores; benchmarks/RESULTS.md sections 2-3) and a job runs three
+        of them: a quarter of the input keeps a first run near 4 minutes instead of 16."""
+        if self.device == "cpu" and BACKBONES.get(backbone) in ("rdn", "swinir"):
+            return self.input_pixels // 4
+        return self.input_pixels
 
 
 def _env_number(name: str, default: float) -> float:
@@ -306,10 +314,13 @@ def plan_job(image: object, backbone: str, scale: object, vertical: object = Non
     else:
         lr = img
     h, w = lr.size
-    if h * w > limits.input_pixels:
+    most = limits.input_pixels_for(backbone)
+    if h * w > most:
         what = "the downsampled image" if gt is not None else "the input"
+        heavier = f" with {backbone} ({megapixels(limits.input_pixels)} with EDSR-baseline)" \
+            if most < limits.input_pixels else ""
         raise DemoError(f"{what} is {w}×{h} = {megapixels(h * w)}; this {limits.device.upper()} server "
-                        f"encodes images up to {megapixels(limits.input_pixels)} — use a smaller image"
+                        f"encodes images up to {megapixels(most)}{heavier} — use a smaller image"
                         + (" or a larger scale" if gt is not None else ""))
     out_hw = output_size((h, w), (sy, sx))
     if gt is not None:
@@ -454,10 +465,12 @@ class ModelSet:
     def status_markdown(self) -> str:
         lim = self.limits
         side = lim.preview_side
+        heavy = f" ({megapixels(lim.input_pixels_for('RDN'))} with RDN and SwinIR)" \
+            if lim.input_pixels_for("RDN") < lim.input_pixels else ""
         lines = [
             f"**Device:** {self.device_text()} · torch {torch.__version__} — previews up to "
             f"{side}×{side} px per image, whole outputs up to {megapixels(lim.full_pixels)} on request, "
-            f"inputs up to {megapixels(lim.input_pixels)}, {lim.concurrency} job(s) at a time.",
+            f"inputs up to {megapixels(lim.input_pixels)}{heavy}, {lim.concurrency} job(s) at a time.",
             "",
             "| Backbone | HIIF | LIIF | LTE |",
             "| --- | --- | --- | --- |",

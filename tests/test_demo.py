@@ -174,6 +174,18 @@ def test_plan_job_errors(args, message):
         demo.plan_job(*args, limits=limits())
 
 
+def test_the_heavier_encoders_take_smaller_inputs_on_a_cpu():
+    """RDN and SwinIR cost ~17x EDSR-baseline per input pixel on a CPU: a quarter of the input."""
+    image = (RNG.random((80, 80, 3)) * 255).astype(np.uint8)  # 6,400 px
+    cpu, gpu = limits(input_pixels=10_000), limits(input_pixels=10_000, device="cuda")
+    assert demo.plan_job(image, "EDSR-baseline", 2, limits=cpu).lr.size == (80, 80)
+    for backbone in ("RDN", "SwinIR"):
+        assert cpu.input_pixels_for(backbone) == 2_500 and gpu.input_pixels_for(backbone) == 10_000
+        with pytest.raises(demo.DemoError, match=f"with {backbone} .*with EDSR-baseline"):
+            demo.plan_job(image, backbone, 2, limits=cpu)
+        assert demo.plan_job(image, backbone, 2, limits=gpu).lr.size == (80, 80)
+
+
 def test_device_limits_and_env(monkeypatch):
     lim = demo.device_limits("cpu")
     assert lim.device == "cpu" and lim.preview_side == 512 and lim.full_pixels == 16_000_000
