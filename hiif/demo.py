@@ -76,9 +76,9 @@ class Limits:
     job_seconds: float = 1200.0  # a job still decoding after this long is stopped with a message
 
     def input_pixels_for(self, backbone: str) -> int:
-        """On a CPU, RDN's and SwinIR's encoders cost ~17x EDSR-baseline's per pixel (about 320 and
-        360 µs against 19 µs on 2 cores; benchmarks/RESULTS.md sections 2-3) and a job runs three
-        of them: a quarter of the input keeps a first run near 4 minutes instead of 16."""
+        """On a CPU, RDN's and SwinIR's encoders cost 20-26x EDSR-baseline's per pixel (a 256² input:
+        25 and 33 s against 1.3 s on 2 cores, benchmarks/RESULTS.md section 2) and a job runs three
+        of them: a quarter of the input keeps a first run to ~5 minutes instead of ~20."""
         if self.device == "cpu" and BACKBONES.get(backbone) in ("rdn", "swinir"):
             return self.input_pixels // 4
         return self.input_pixels
