@@ -2,8 +2,10 @@
 # Train the three methods of one encoder on a lent GPU machine (the `device` tool), in one call.
 #
 # Here, first:   bash scripts/device_prepare.sh   (packs data/pack, keeps what travels under 64 MiB)
-# Then:          run(command="bash scripts/device_train.sh rdn 5000 8", carry=["data/pack"], timeout_s=600)
+# Then:          run(command="bash scripts/device_train.sh rdn 5000 7", carry=["data/pack"], timeout_s=600)
 # Last, here:    bash scripts/device_finish.sh <files_at>   (joins the returned weights, restores)
+# A session has 15 device minutes: a start (1-2), this call (MINUTES + ~1), one short
+# device_fetch.sh call per further RDN model (~1 each): MINUTES 7 fits.
 #
 # Recipes: EDSR-baseline takes configs/<name>.yaml and continues the committed weights (fresh
 # optimizer, warm-up) or, on a warm machine, its checkpoint; RDN and SwinIR take
