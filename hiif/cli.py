@@ -77,8 +77,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     stats = trainer.train(steps=steps, max_minutes=args.max_minutes)
     print(f"{config.name}: step {stats['step']}, loss {stats['loss']:.4f}, "
           f"train PSNR {stats['train_psnr']:.2f} dB; checkpoint in {trainer.run_dir}", file=sys.stderr)
-    if args.export:
-        print(f"exported {trainer.export()}", file=sys.stderr)
+    if args.export is not None:
+        print(f"exported {trainer.export(args.export or None)}", file=sys.stderr)
     return 0
 
 
@@ -134,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", default=None)
     p.add_argument("--data", default=None, help="training image folder (overrides the config)")
     p.add_argument("--device", default=None)
-    p.add_argument("--export", action="store_true", help="write weights/<name>.safetensors at the end")
+    p.add_argument("--export", nargs="?", const="", default=None, metavar="PATH",
+                   help="at the end, write the weights to PATH (default weights/<name>.safetensors)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("export", help="export a run's checkpoint to fp16 safetensors")

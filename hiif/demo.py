@@ -39,6 +39,10 @@ from .weights import ZOO, WeightsError, load_model
 
 #: UI label -> zoo suffix
 BACKBONES: dict[str, str] = {"EDSR-baseline": "edsr", "RDN": "rdn", "SwinIR": "swinir"}
+#: share of the CPU input limit each backbone takes: RDN's and SwinIR's encoders cost 20-26x
+#: EDSR-baseline's per pixel on a CPU (a 256² input: 25 and 33 s against 1.3 s on 2 cores,
+#: benchmarks/RESULTS.md section 2) and a job runs three: a quarter keeps a first run to ~5 min, not ~20
+CPU_INPUT_SHARE: dict[str, float] = {"edsr": 1.0, "rdn": 0.25, "swinir": 0.25}
 METHODS = ("hiif", "liif", "lte")
 #: render and table order; the sliders pair HIIF with each of the others
 ORDER = ("hiif", "bicubic", "liif", "lte")
@@ -76,12 +80,10 @@ class Limits:
     job_seconds: float = 1200.0  # a job still decoding after this long is stopped with a message
 
     def input_pixels_for(self, backbone: str) -> int:
-        """On a CPU, RDN's and SwinIR's encoders cost 20-26x EDSR-baseline's per pixel (a 256² input:
-        25 and 33 s against 1.3 s on 2 cores, benchmarks/RESULTS.md section 2) and a job runs three
-        of them: a quarter of the input keeps a first run to ~5 minutes instead of ~20."""
-        if self.device == "cpu" and BACKBONES.get(backbone) in ("rdn", "swinir"):
-            return self.input_pixels // 4
-        return self.input_pixels
+        """The input limit for one backbone (``CPU_INPUT_SHARE`` of it on a CPU)."""
+        if self.device != "cpu":
+            return self.input_pixels
+        return int(self.input_pixels * CPU_INPUT_SHARE[BACKBONES[backbone]])
 
 
 def _env_number(name: str, default: float) -> float:
@@ -465,8 +467,8 @@ class ModelSet:
     def status_markdown(self) -> str:
         lim = self.limits
         side = lim.preview_side
-        heavy = f" ({megapixels(lim.input_pixels_for('RDN'))} with RDN and SwinIR)" \
-            if lim.input_pixels_for("RDN") < lim.input_pixels else ""
+        heavy_pixels = lim.input_pixels_for("RDN")
+        heavy = f" ({megapixels(heavy_pixels)} with RDN and SwinIR)" if heavy_pixels < lim.input_pixels else ""
         lines = [
             f"**Device:** {self.device_text()} · torch {torch.__version__} — previews up to "
             f"{side}×{side} px per image, whole outputs up to {megapixels(lim.full_pixels)} on request, "

@@ -17,8 +17,7 @@ done
 git ls-files -- 'weights/*-rdn.*' 'weights/*-swinir.*' >> "$hidden"
 sort -u -o "$hidden" "$hidden"
 [ -s "$hidden" ] && git rm --cached -q -- $(cat "$hidden") && echo "left behind (index, until device_finish.sh): $(tr '\n' ' ' < "$hidden")"
-tree_bytes() { git ls-files -z -c -o --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1; }
-tree=$(tree_bytes)
+tree=$(git ls-files -z -c -o --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
 if [ ! -f data/pack/manifest.tsv ]; then
   room=$(( (limit - tree) / 1000000 - 2 )); mb=$(( room < ${PACK_MB:-40} ? room : ${PACK_MB:-40} ))
   [ -d data/trainset ] || python -m hiif.data build-trainset data/trainset

@@ -33,15 +33,13 @@ for method in hiif liif lte; do
   [ -f "$config" ] || config=configs/$name.yaml
   names+=("$name")
   python3 -m hiif train --config "$config" --resume --data "$data" --device "$device" \
-    --until "$until" --max-minutes "$minutes" > "runs/device/$name.log" 2>&1 &
+    --until "$until" --max-minutes "$minutes" --export "runs/device/$name.safetensors" \
+    > "runs/device/$name.log" 2>&1 &
   pids+=($!)
 done
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 for name in "${names[@]}"; do
-  config=configs/gpu/$name.yaml; [ -f "$config" ] || config=configs/$name.yaml
-  python3 -m hiif export --config "$config" --output "runs/device/$name.safetensors" \
-    >> "runs/device/$name.log" 2>&1 || status=1
   # the log without tqdm's redraws: what was started from, the last progress line, the end
   echo "== $name" >> "$out/train.log"
   tr '\r' '\n' < "runs/device/$name.log" | grep -v '^\s*$' | grep -v '%|' >> "$out/train.log"

@@ -153,6 +153,9 @@ def test_cli_trains_to_a_step_total_and_exports_both_weight_kinds(tmp_path, monk
     assert "ema" in average.metadata and "ema" not in last.metadata
     differs = [not torch.equal(a, b) for a, b in zip(average.state_dict().values(), last.state_dict().values())]
     assert any(differs)
+    # --export PATH: the weights where the caller says, in the training process (device runs)
+    assert main(["train", *run, "--resume", "--until", "7", "--export", str(tmp_path / "to.safetensors")]) == 0
+    assert hiif.load_model(tmp_path / "to.safetensors").metadata["steps"] == "7"
 
 
 def test_resume_prefers_weights_trained_further_than_the_checkpoint(tmp_path, monkeypatch):
