@@ -119,7 +119,7 @@ def format_table(result: dict[str, Any]) -> str:
              "| model | " + " | ".join(f"×{s}" for s in scales) + " |",
              "|---|" + "---:|" * len(scales)]
     for name, row in result["psnr"].items():
-        lines.append(f"| {name} | " + " | ".join(f"{row[s]:.2f}" for s in scales) + " |")
+        lines.append(f"| {name} | " + " | ".join(f"{row[s]:.2f}" if s in row else "—" for s in scales) + " |")
     return "\n".join(lines)
 
 
@@ -219,5 +219,6 @@ def model_card(results: list[dict[str, Any]], intro: str = "") -> str:
         bic = r["psnr"]["bicubic"]
         for name in names:
             row = r["psnr"][name]
-            lines.append(f"| {name} | " + " | ".join(f"{row[k] - bic[k]:+.2f}" for k in row) + " |")
+            lines.append(f"| {name} | " + " | ".join(
+                f"{row[k] - bic[k]:+.2f}" if k in row and k in bic else "—" for k in map("{:g}".format, r["scales"])) + " |")
     return "\n".join(lines) + "\n"

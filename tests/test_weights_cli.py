@@ -111,3 +111,16 @@ def test_cli_errors_exit_2_with_one_line(tmp_path, case):
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in r.stderr
+
+
+def test_model_card_has_a_row_for_every_shipped_weights_file():
+    """weights/MODELS.md is the provenance of what ships: a weights file without its row (steps, time,
+    hardware, measured PSNR) would be a model nobody can judge."""
+    from safetensors import safe_open
+
+    card = (ROOT / "weights" / "MODELS.md").read_text()
+    shipped = sorted((ROOT / "weights").glob("*.safetensors"))
+    for path in shipped:
+        with safe_open(str(path), framework="pt") as f:
+            steps = (f.metadata() or {}).get("steps")
+        assert f"| {path.stem} | {steps} × " in card, f"{path.name}: no row (or other steps) in MODELS.md"
