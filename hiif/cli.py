@@ -157,8 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--out", default=None, help="write results as .json or .csv")
     p.add_argument("--plot", default=None, help="write a PSNR-vs-scale plot (.png)")
+    p.add_argument("--record", default=None, metavar="JSON",
+                   help="fold the results into this record (weights/results.json); --card then covers it all")
     p.add_argument("--card", default=None, help="also write a model card (markdown), e.g. weights/MODELS.md")
-    p.add_argument("--card-intro", default=None, help="text placed at the top of the model card")
+    p.add_argument("--card-intro", default=None,
+                   help="text placed at the top of the model card (default: what the card already has there)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
     return parser

@@ -137,6 +137,25 @@ def write_results(results: list[dict[str, Any]], path: str | Path) -> None:
         path.write_text(json.dumps(results, indent=2))
 
 
+def record_results(results: Sequence[dict[str, Any]], path: str | Path) -> list[dict[str, Any]]:
+    """Fold newly measured results into the record at ``path`` (``weights/results.json``, what the
+    model card is written from, kept in git so that a later session can regenerate the card):
+    re-measured values replace the old ones, the other models and scales stay. Returns the record."""
+    path = Path(path)
+    old = json.loads(path.read_text()) if path.is_file() else []
+    record = merge_results([*old, *results])
+    for r in record:
+        r["seconds"] = {}  # the record is about quality; pieces measured apart have no common time
+    write_results(record, path)
+    return record
+
+
+def card_intro(card: str) -> str:
+    """The hand-written part of a model card: the text between its title and its first table."""
+    body = card.split("\n", 1)[1] if card.startswith("# ") else card
+    return body.split("\n| model |", 1)[0].strip()
+
+
 def plot_results(results: list[dict[str, Any]], path: str | Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -179,8 +198,14 @@ def run_cli(args) -> int:
         write_results(results, args.out)
     if args.plot:
         plot_results(results, args.plot)
+    if getattr(args, "record", None):
+        results = record_results(results, args.record)
     if getattr(args, "card", None):
-        Path(args.card).write_text(model_card(results, getattr(args, "card_intro", "") or ""))
+        card = Path(args.card)
+        intro = getattr(args, "card_intro", None)
+        if intro is None:  # keep what the card says above its tables
+            intro = card_intro(card.read_text()) if card.is_file() else ""
+        card.write_text(model_card(results, intro))
     return 0
 
 
@@ -203,13 +228,14 @@ def model_card(results: list[dict[str, Any]], intro: str = "") -> str:
                 meta = f.metadata() or {}
         recipe = json.loads(meta["recipe"]) if "recipe" in meta else {}
         optim = recipe.get("optim", {})
-        hours = float(meta.get("train_seconds", 0)) / 3600
+        seconds = float(meta.get("train_seconds", 0))
+        train_time = f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
         init = describe_init(recipe.get("init"), json.loads(meta.get("donors", "[]")))
         init = f", {init}" if init else ""
         if recipe.get("freeze"):
             init += f", {recipe['freeze']} frozen"
         lines.append(
-            f"| {name} | {meta.get('steps', '?')} × {meta.get('batch', '?')} | {hours:.2f} h | "
+            f"| {name} | {meta.get('steps', '?')} × {meta.get('batch', '?')} | {train_time} | "
             f"{meta.get('device', '?')} | {meta.get('data', '?')} | {describe_schedule(optim)}, "
             f"{recipe.get('precision', '?')}{init} |")
     for r in results:

@@ -119,6 +119,37 @@ def describe_schedule(optim: dict[str, Any]) -> str:
     return text
 
 
+def seconds_per_step(log: str | Path, until: int) -> float:
+    """Training seconds per step in a run's ``log.tsv`` over the second half of its first ``until``
+    steps: the first steps also pay one-off set-up (CUDA kernels chosen, caches warmed)."""
+    rows = [line.split("\t") for line in Path(log).read_text().splitlines()[1:] if line.strip()]
+    seconds = {int(r[0]): float(r[4]) for r in rows if int(r[0]) <= until}
+    if not seconds:
+        raise ValueError(f"{log}: no logged step up to {until}")
+    last = max(seconds)
+    first = min((s for s in seconds if last // 2 <= s < last), default=0)
+    return (seconds[last] - seconds.get(first, 0.0)) / (last - first)
+
+
+def fitted_step_total(per_step: float, done: int, seconds_left: float, cap: int) -> int:
+    """The step total (a multiple of 10, at most ``cap``) that ``seconds_left`` more seconds reach
+    at ``per_step`` seconds a step from step ``done``: a time budget turned into a schedule that
+    ends annealed instead of being cut short."""
+    return max(done, min(cap, int(done + max(0.0, seconds_left) / per_step) // 10 * 10))
+
+
+def write_fitted_config(base: str | Path, total: int, out: str | Path) -> Path:
+    """A config that is ``base`` with one cosine ending at ``total`` (a warm-up of at most a fifth
+    of it; no horizon, anneal or restart of a longer schedule)."""
+    base = Path(base).resolve()
+    warmup = min(Config.load(base).optim.get("warmup", 0), total // 5)
+    optim = {"steps": total, "warmup": warmup, "horizon": total, "anneal_from": None, "restart_at": None}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump({"base": str(base), "optim": optim}))
+    return out
+
+
 def psnr_from_mse(mse: float) -> float:
     """Training PSNR: ``mse`` is taken in the normalised space [-1, 1] (range 2)."""
     return -10 * math.log10(max(mse / 4, 1e-12))
@@ -336,6 +367,8 @@ class Trainer:
             "sampler": json.dumps(self.sampler.state_dict()["rng"]),
             "torch_rng": torch.get_rng_state(), "python_rng": json.dumps(random.getstate()),
             "donors": json.dumps(self.donors), "hardware": json.dumps(self.hardware),
+            # a resume inside a warm restart's warm-up goes on with the ramp, not at full rate
+            "warm_restart": -1 if self.warm_restart is None else self.warm_restart,
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state()
@@ -358,6 +391,8 @@ class Trainer:
         self.started, self.start_note = True, f"checkpoint at step {self.step}"
         self.donors = json.loads(state.get("donors", "[]"))
         self.hardware = json.loads(state.get("hardware", "[]"))
+        restart = int(state.get("warm_restart", -1))
+        self.warm_restart = None if restart < 0 else restart
         self.sampler.load_state_dict({"rng": json.loads(state["sampler"])})
         torch.set_rng_state(state["torch_rng"].cpu())
         py = json.loads(state["python_rng"])

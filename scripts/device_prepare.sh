@@ -2,8 +2,9 @@
 # Here, before device calls (scripts/device_train.sh): make what travels fit the tool's 64 MiB
 # (tracked and untracked-not-ignored files, plus carried paths).
 #  - data/pack, the training subset that travels, is built from data/trainset if missing, to the
-#    size the rest leaves (at most PACK_MB, default 40 MB).
-#  - RDN and SwinIR weights (24-47 MB each) are left behind: the device runs start from the EDSR
+#    size the rest leaves (at most PACK_MB, default 40 MB); data/benchmarks (Set5, Set14: 5.6 MB,
+#    copied from ../shared/benchmarks, never committed) lets device_train.sh evaluate there.
+#  - RDN and SwinIR weights (30-47 MB each) are left behind: the device runs start from the EDSR
 #    decoders (configs/gpu/). They are ignored through .git/info/exclude and, if committed,
 #    taken out of the index (git rm --cached) until scripts/device_finish.sh puts them back.
 #    Do not commit in between: the commit would delete them.
@@ -16,14 +17,19 @@ for pattern in '/weights/*-rdn.*' '/weights/*-swinir.*'; do
 done
 git ls-files -- 'weights/*-rdn.*' 'weights/*-swinir.*' >> "$hidden"
 sort -u -o "$hidden" "$hidden"
-[ -s "$hidden" ] && git rm --cached -q -- $(cat "$hidden") && echo "left behind (index, until device_finish.sh): $(tr '\n' ' ' < "$hidden")"
+[ -s "$hidden" ] && git rm --cached -q --ignore-unmatch -- $(cat "$hidden") && echo "left behind (index, until device_finish.sh): $(tr '\n' ' ' < "$hidden")"
 tree=$(git ls-files -z -c -o --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
+bench=${BENCHMARKS:-../shared/benchmarks}
+if [ ! -d data/benchmarks ] && [ -d "$bench/Set5" ]; then  # evaluation there, on the GPU
+  mkdir -p data/benchmarks && cp -r "$bench/Set5" "$bench/Set14" data/benchmarks/
+fi
+benchmarks=$(du -cb $(ls -d data/benchmarks 2>/dev/null) /dev/null | tail -1 | cut -f1)
 if [ ! -f data/pack/manifest.tsv ]; then
-  room=$(( (limit - tree) / 1000000 - 2 )); mb=$(( room < ${PACK_MB:-40} ? room : ${PACK_MB:-40} ))
+  room=$(( (limit - tree - benchmarks) / 1000000 - 2 )); mb=$(( room < ${PACK_MB:-40} ? room : ${PACK_MB:-40} ))
   [ -d data/trainset ] || python -m hiif.data build-trainset data/trainset
   python -m hiif.data pack-subset data/trainset data/pack --max-mb "$mb"
 fi
-pack=$(du -cb data/pack | tail -1 | cut -f1)
-echo "travels: tree $((tree / 1024)) KiB + data/pack $((pack / 1024)) KiB = $(( (tree + pack) / 1024 )) KiB of $((limit / 1024))"
+pack=$(du -cb data/pack $(ls -d data/benchmarks 2>/dev/null) | tail -1 | cut -f1)
+echo "travels: tree $((tree / 1024)) KiB + data/pack, data/benchmarks $((pack / 1024)) KiB = $(( (tree + pack) / 1024 )) KiB of $((limit / 1024))"
 [ $((tree + pack)) -le $limit ] || { echo "device_prepare: over 64 MiB; largest files:"; \
   git ls-files -z -c -o --exclude-standard | du -b --files0-from=- | sort -n | tail -5; exit 1; }

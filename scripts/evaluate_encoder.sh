@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Evaluate the three methods of one encoder on Set5 and Set14 at the nine scales of the model card,
 # in two one-thread processes (on 2 cores that beats one two-thread process), then merge and write
-# runs/eval_<encoder>.json, docs/psnr_<encoder>.png and the tables. Never beside a training run:
+# runs/eval_<encoder>.json and docs/psnr_<encoder>.png, fold them into weights/results.json and
+# regenerate the tables of weights/MODELS.md. Never beside a training run:
 # the two would slow each other many times over.
 #   bash scripts/evaluate_encoder.sh edsr [BENCHMARKS_DIR]
 set -euo pipefail
@@ -20,7 +21,8 @@ wait %1 && wait %2
 python - "$encoder" <<'PY'
 import json, sys
 from pathlib import Path
-from hiif.evaluate import format_table, merge_results, plot_results, write_results
+from hiif.evaluate import (card_intro, format_table, merge_results, model_card, plot_results,
+                           record_results, write_results)
 enc = sys.argv[1]
 parts = [r for k in "bac" for r in json.loads(Path(f"runs/eval_{enc}_{k}.json").read_text())]
 results = merge_results(parts)
@@ -28,5 +30,8 @@ for r in results:
     print(format_table(r), end="\n\n")
 write_results(results, f"runs/eval_{enc}.json")
 plot_results(results, f"docs/psnr_{enc}.png")
-print(f"runs/eval_{enc}.json, docs/psnr_{enc}.png; model card: hiif.evaluate.model_card(results, intro)")
+card = Path("weights/MODELS.md")
+card.write_text(model_card(record_results(results, "weights/results.json"), card_intro(card.read_text())))
+print(f"runs/eval_{enc}.json, docs/psnr_{enc}.png, weights/results.json and weights/MODELS.md (tables; "
+      "the text above them is kept: update it by hand)")
 PY

@@ -74,3 +74,41 @@ def test_results_measured_in_pieces_merge_into_one_table():
     bad["images"] = 4
     with pytest.raises(ValueError, match="different"):
         merge_results([piece("Set5", [2], 0), bad])
+
+
+def test_the_record_keeps_every_model_and_the_card_keeps_its_intro(tmp_path, formula_models):
+    from hiif.evaluate import card_intro, record_results
+    from hiif.weights import save_safetensors
+
+    def result(models, scales, value):
+        return {"dataset": "Set5", "data": "Set5", "protocol": "benchmark", "images": 5, "scales": scales,
+                "precision": "fp32", "seconds": {m: 1.0 for m in models},
+                "psnr": {m: {f"{s:g}": value + s for s in scales} for m in models}}
+
+    record = tmp_path / "results.json"
+    record_results([result(["bicubic", "a"], [2, 4], 20)], record)
+    merged = record_results([result(["bicubic", "b"], [4, 8], 30)], record)  # b measured later
+    assert merged == json.loads(record.read_text())
+    psnr = merged[0]["psnr"]
+    assert merged[0]["scales"] == [2, 4, 8] and list(psnr) == ["bicubic", "a", "b"]
+    assert psnr["a"] == {"2": 22, "4": 24} and psnr["b"] == {"4": 34, "8": 38}
+    assert psnr["bicubic"] == {"2": 22, "4": 34, "8": 38}  # re-measured values replace old ones
+
+    card = "# Model card\n\nHow these were trained.\n\n| model | steps × batch |\n|---|---:|\n"
+    assert card_intro(card) == "How these were trained."
+
+    # the CLI: measure one model into the record, and the card covers the whole record, intro kept
+    data = tmp_path / "Set5"
+    data.mkdir()
+    Image.fromarray((np.random.default_rng(0).random((40, 36, 3)) * 255).astype(np.uint8)).save(data / "0.png")
+    weights = save_safetensors(formula_models("liif-edsr-baseline"), tmp_path / "m.safetensors")
+    (tmp_path / "MODELS.md").write_text(card)
+    record = tmp_path / "cli.json"
+    record_results([{**result(["bicubic", "a"], [2, 4], 20), "images": 1}], record)
+    r = subprocess.run([sys.executable, "-m", "hiif", "evaluate", "--model", str(weights), "--data", str(data),
+                        "--scales", "2", "--record", str(record), "--card", str(tmp_path / "MODELS.md"), "--quiet"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    written = (tmp_path / "MODELS.md").read_text()
+    assert card_intro(written) == "How these were trained."
+    assert f"| {weights} |" in written and "| a | 22.00 | 24.00 |" in written

@@ -8,7 +8,8 @@ import torch
 import hiif
 from hiif.data.patches import PatchSampler
 from hiif.evaluate import model_card
-from hiif.train import Config, Trainer, describe_init, describe_schedule, learning_rate
+from hiif.train import (Config, Trainer, describe_init, describe_schedule, fitted_step_total, learning_rate,
+                        seconds_per_step, write_fitted_config)
 
 IMAGES = [(np.random.default_rng(i).random((120, 150, 3)) * 255).astype(np.uint8) for i in range(3)]
 
@@ -179,6 +180,28 @@ def test_resume_prefers_weights_trained_further_than_the_checkpoint(tmp_path, mo
     assert "resumed" in again.resume() and again.step == 7
 
 
+def test_a_resume_inside_a_warm_up_goes_on_with_its_ramp(tmp_path, monkeypatch):
+    import hiif.train
+
+    monkeypatch.setattr(hiif.train, "WEIGHTS_DIR", tmp_path / "weights")
+
+    def config():
+        c = tiny_config("lte")
+        c.optim["warmup"] = 10
+        return c
+    first = Trainer(config(), run_dir=tmp_path / "first", images=IMAGES, progress=False)
+    first.train(steps=12)
+    first.export()  # the committed weights, step 12
+    fresh = Trainer(config(), run_dir=tmp_path / "run", images=IMAGES, progress=False)
+    fresh.resume()  # a fresh optimizer at step 12: a new warm-up of 10 steps
+    fresh.train(steps=3)  # checkpoint at step 15, inside that warm-up
+    resumed = Trainer(config(), run_dir=tmp_path / "run", images=IMAGES, progress=False)
+    assert "resumed" in resumed.resume() and resumed.warm_restart == 12
+    resumed.train(steps=1)
+    ramp = learning_rate(15, resumed.cfg.optim) * (15 - 12 + 1) / 10
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(ramp)
+
+
 def test_a_run_of_another_recipe_never_starts_from_the_committed_weights(tmp_path, monkeypatch):
     """configs/gpu/ share their names with the CPU-trained weights: with ``resume_from_weights:
     false`` --resume continues the run's own checkpoint only, else starts as the config says."""
@@ -228,6 +251,30 @@ def test_a_config_overrides_its_base_key_by_key(tmp_path):
     (tmp_path / "cpu.yaml").write_text("base: gpu/m.yaml\n")
     with pytest.raises(ValueError, match="cycle"):
         Config.load(tmp_path / "gpu" / "m.yaml")
+
+
+def test_a_time_budget_becomes_a_step_total_that_ends_annealed(tmp_path):
+    # a calibration log: the first 10 steps slow (set-up), then 0.4 s a step
+    log = tmp_path / "log.tsv"
+    rows = ["step\tloss\ttrain_psnr\tlr\tseconds"] + [
+        f"{s}\t0.1\t20\t1e-4\t{12.0 + 0.4 * (s - 10):.1f}" for s in (10, 20, 30, 40, 50)]
+    log.write_text("\n".join(rows) + "\n")
+    assert seconds_per_step(log, 40) == pytest.approx(0.4)  # steps 20..40, past the set-up
+    with pytest.raises(ValueError, match="no logged step"):
+        seconds_per_step(log, 5)
+    assert fitted_step_total(0.4, 40, 290, cap=5000) == 760   # 40 + 725 steps, to a multiple of 10
+    assert fitted_step_total(0.4, 40, 1e6, cap=5000) == 5000  # never beyond the recipe's total
+    assert fitted_step_total(0.4, 40, -5, cap=5000) == 40     # no time left: nothing more
+
+    (tmp_path / "gpu.yaml").write_text(
+        "name: m\nmodel: {name: lte, args: {hidden_dim: 8}}\ndata: {patch: 48}\n"
+        "optim: {lr: 0.0004, batch: 16, steps: 5000, warmup: 300, horizon: 30000, anneal_from: 8000,"
+        " restart_at: 14000, restart_lr: 0.0001, min_lr: 1.0e-05}\n")
+    fitted = Config.load(write_fitted_config(tmp_path / "gpu.yaml", 760, tmp_path / "run" / "m.yaml"))
+    assert fitted.name == "m" and fitted.optim["batch"] == 16 and fitted.optim["warmup"] == 152
+    assert learning_rate(400, fitted.optim) == pytest.approx(learning_rate(400, {
+        "lr": 0.0004, "steps": 760, "warmup": 152, "min_lr": 1e-5}))  # one plain cosine
+    assert learning_rate(759, fitted.optim) == pytest.approx(1e-5, rel=1e-2)  # annealed at the end
 
 
 def test_channels_last_training_matches_the_default_layout(tmp_path):

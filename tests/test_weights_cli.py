@@ -124,3 +124,21 @@ def test_model_card_has_a_row_for_every_shipped_weights_file():
         with safe_open(str(path), framework="pt") as f:
             steps = (f.metadata() or {}).get("steps")
         assert f"| {path.stem} | {steps} × " in card, f"{path.name}: no row (or other steps) in MODELS.md"
+
+
+def test_model_card_is_what_the_record_and_the_weights_write():
+    """weights/MODELS.md is generated from weights/results.json (the measured PSNR, kept in git) and
+    the weights' metadata: editing a number by hand, or shipping weights without re-measuring and
+    regenerating (`python -m hiif evaluate ... --record weights/results.json --card weights/MODELS.md`),
+    fails here."""
+    import json
+    import os
+
+    from hiif.evaluate import card_intro, model_card
+    from hiif.weights import WEIGHTS_DIR
+
+    if Path(WEIGHTS_DIR).resolve() != (ROOT / "weights").resolve() or "HIIF_WEIGHTS_DIR" in os.environ:
+        pytest.skip("the card describes the repository's weights/")
+    card = (ROOT / "weights" / "MODELS.md").read_text()
+    record = json.loads((ROOT / "weights" / "results.json").read_text())
+    assert model_card(record, card_intro(card)) == card
