@@ -119,16 +119,21 @@ def describe_schedule(optim: dict[str, Any]) -> str:
     return text
 
 
-def seconds_per_step(log: str | Path, until: int) -> float:
-    """Training seconds per step in a run's ``log.tsv`` over the second half of its first ``until``
-    steps: the first steps also pay one-off set-up (CUDA kernels chosen, caches warmed)."""
+def seconds_per_step(log: str | Path, until: int, since: int = 0) -> float:
+    """Training seconds per step in a run's ``log.tsv`` over the second half of the steps logged
+    after ``since`` up to ``until``: the first steps of a process also pay one-off set-up (CUDA
+    kernels chosen, caches warmed)."""
     rows = [line.split("\t") for line in Path(log).read_text().splitlines()[1:] if line.strip()]
-    seconds = {int(r[0]): float(r[4]) for r in rows if int(r[0]) <= until}
+    seconds = {int(r[0]): float(r[4]) for r in rows if since < int(r[0]) <= until}
     if not seconds:
-        raise ValueError(f"{log}: no logged step up to {until}")
+        raise ValueError(f"{log}: no logged step after {since} up to {until}")
     last = max(seconds)
-    first = min((s for s in seconds if last // 2 <= s < last), default=0)
-    return (seconds[last] - seconds.get(first, 0.0)) / (last - first)
+    first = min((s for s in seconds if (since + last) // 2 <= s < last), default=None)
+    if first is None:  # one logged step: a fresh run's whole stretch (a resumed one's adds earlier time)
+        if since:
+            raise ValueError(f"{log}: calibrate longer: one logged step after {since}")
+        return seconds[last] / last
+    return (seconds[last] - seconds[first]) / (last - first)
 
 
 def fitted_step_total(per_step: float, done: int, seconds_left: float, cap: int) -> int:
@@ -138,15 +143,26 @@ def fitted_step_total(per_step: float, done: int, seconds_left: float, cap: int)
     return max(done, min(cap, int(done + max(0.0, seconds_left) / per_step) // 10 * 10))
 
 
-def write_fitted_config(base: str | Path, total: int, out: str | Path) -> Path:
-    """A config that is ``base`` with one cosine ending at ``total`` (a warm-up of at most a fifth
-    of it; no horizon, anneal or restart of a longer schedule)."""
+def write_fitted_config(base: str | Path, total: int, out: str | Path, start: int = 0) -> Path:
+    """A config that is ``base`` with a schedule ending, annealed, at step ``total``.
+
+    From scratch (``start`` 0): one cosine to ``total`` (a warm-up of at most a fifth of it; no
+    horizon, anneal or restart of a longer schedule). Continuing weights trained to step ``start``:
+    a further cycle, from half the base learning rate at ``start`` down to ``min_lr`` at ``total``,
+    after a warm-up for the fresh optimizer (at most a fifth of the cycle), and the config reads the
+    weights (``resume_from_weights``)."""
     base = Path(base).resolve()
-    warmup = min(Config.load(base).optim.get("warmup", 0), total // 5)
-    optim = {"steps": total, "warmup": warmup, "horizon": total, "anneal_from": None, "restart_at": None}
+    optim = Config.load(base).optim
+    if start:
+        cycle = {"steps": total, "restart_at": start, "restart_lr": optim["lr"] / 2,
+                 "warmup": min(optim.get("warmup", 0), (total - start) // 5)}
+        raw = {"base": str(base), "optim": cycle, "resume_from_weights": True}
+    else:
+        raw = {"base": str(base), "optim": {"steps": total, "warmup": min(optim.get("warmup", 0), total // 5),
+                                            "horizon": total, "anneal_from": None, "restart_at": None}}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(yaml.safe_dump({"base": str(base), "optim": optim}))
+    out.write_text(yaml.safe_dump(raw))
     return out
 
 

@@ -8,8 +8,13 @@
 #    decoders (configs/gpu/). They are ignored through .git/info/exclude and, if committed,
 #    taken out of the index (git rm --cached) until scripts/device_finish.sh puts them back.
 #    Do not commit in between: the commit would delete them.
+#  - With ENCODER (bash scripts/device_prepare.sh swinir), the committed weights of its three
+#    methods go too, for device_train.sh ... fit to continue them: cut into 15 MiB parts, packed
+#    into parcels data/upload/N/ that each fit one call beside the tree, sent by one call each
+#    before the training call (a device machine keeps what earlier calls left, while it is warm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+encoder=${1:-}
 limit=$((64 * 1024 * 1024)); hidden=.git/hiif-device-hidden; exclude=.git/info/exclude
 mkdir -p .git/info; touch "$exclude" "$hidden"
 for pattern in '/weights/*-rdn.*' '/weights/*-swinir.*'; do
@@ -28,6 +33,28 @@ if [ ! -f data/pack/manifest.tsv ]; then
   room=$(( (limit - tree - benchmarks) / 1000000 - 2 )); mb=$(( room < ${PACK_MB:-40} ? room : ${PACK_MB:-40} ))
   [ -d data/trainset ] || python -m hiif.data build-trainset data/trainset
   python -m hiif.data pack-subset data/trainset data/pack --max-mb "$mb"
+fi
+if [ -n "$encoder" ]; then
+  rm -rf data/upload; mkdir -p data/upload/parts
+  room=$(( limit - tree - 1024 * 1024 ))  # one parcel per call, beside the tree
+  for method in hiif liif lte; do
+    file=weights/$method-$encoder.safetensors
+    [ -f "$file" ] || { echo "device_prepare: $file not found"; exit 1; }
+    split -b $((15 * 1024 * 1024)) -d -a 1 "$file" "data/upload/parts/$(basename "$file").part"
+    (cd weights && sha256sum "$(basename "$file")") >> data/upload/SHA256SUMS
+  done
+  parcel=1; used=0; mkdir -p data/upload/1
+  for part in data/upload/parts/*; do
+    size=$(stat -c %s "$part")
+    if [ $((used + size)) -gt "$room" ]; then parcel=$((parcel + 1)); used=0; mkdir -p "data/upload/$parcel"; fi
+    mv "$part" "data/upload/$parcel/"; used=$((used + size))
+  done
+  rmdir data/upload/parts
+  for dir in data/upload/*/; do cp data/upload/SHA256SUMS "$dir"; done; rm data/upload/SHA256SUMS
+  echo "weights to continue: $parcel parcel(s); send each by a call of its own, first, in order:"
+  for n in $(seq 1 "$parcel"); do
+    echo "  run(command=\"ls data/upload/*\", carry=[\"data/upload/$n\"])"
+  done
 fi
 pack=$(du -cb data/pack $(ls -d data/benchmarks 2>/dev/null) | tail -1 | cut -f1)
 echo "travels: tree $((tree / 1024)) KiB + data/pack, data/benchmarks $((pack / 1024)) KiB = $(( (tree + pack) / 1024 )) KiB of $((limit / 1024))"

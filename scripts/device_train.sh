@@ -12,6 +12,9 @@
 # UNTIL is a step total, or "fit": the three runs first train CALIBRATE steps (inside the warm-up,
 # where the step total does not matter yet), the slowest one's seconds per step then set the
 # total that ends, annealed, inside MINUTES, and they go on to it (same total for the three).
+# To continue the committed weights instead of starting from scratch: `device_prepare.sh ENCODER`
+# here, the upload calls it prints (one parcel of weights each), then this call with "fit": a
+# further cycle from half the learning rate, annealed inside MINUTES (hiif.train.write_fitted_config).
 # Recipes: EDSR-baseline takes configs/<name>.yaml and continues the committed weights (fresh
 # optimizer, warm-up) or, on a warm machine, its checkpoint; RDN and SwinIR take
 # configs/gpu/<name>.yaml (each method its own encoder from scratch, batch 16) and continue only
@@ -43,6 +46,25 @@ for method in hiif liif lte; do
   [ -f "$config" ] || config=configs/$name.yaml
   names+=("$name"); configs+=("$config")
 done
+recipes=("${configs[@]}")  # configs may become fitted ones (runs/device/configs/) based on these
+
+# weights to continue, sent by `scripts/device_prepare.sh ENCODER` in parcels (data/upload/N/, one
+# call each): joined, checked, and read by the runs through HIIF_WEIGHTS_DIR
+start=0
+if compgen -G "data/upload/*/SHA256SUMS" > /dev/null; then
+  mkdir -p runs/device/start
+  sums=$(ls data/upload/*/SHA256SUMS | head -1)
+  while read -r sum file; do
+    parts=$(ls data/upload/*/"$file".part* 2>/dev/null | awk -F.part '{print $NF "\t" $0}' | sort -n | cut -f2)
+    [ -n "$parts" ] && cat $parts > "runs/device/start/$file"
+    echo "$sum  runs/device/start/$file" | sha256sum -c --quiet || { echo "device_train: $file incomplete"; exit 1; }
+  done < "$sums"
+  export HIIF_WEIGHTS_DIR=runs/device/start
+  start=$(python3 -c "import sys; from hiif.weights import load_safetensors as l; \
+print(max(int(l(f'runs/device/start/{n}.safetensors').metadata.get('steps', 0)) for n in sys.argv[1:]))" "${names[@]}")
+  echo "device_train: continuing ${names[*]} from step $start"
+  [ "$until" = fit ] || { echo "device_train: continuing weights needs UNTIL=fit"; exit 2; }
+fi
 
 train_all() {  # train_all UNTIL MINUTES [EXPORT]: the three runs side by side, to one step total
   local pids=() i
@@ -55,24 +77,35 @@ train_all() {  # train_all UNTIL MINUTES [EXPORT]: the three runs side by side, 
   for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 }
 
-if [ "$until" = fit ]; then
-  calibrate=${CALIBRATE:-40}
-  train_all "$calibrate" "$minutes"
-  # the slowest run's seconds per step set the total that the rest of MINUTES reaches (less ~40 s
-  # for two process starts and the exports); hiif.train.fitted_step_total
-  fitted=$(python3 - "$calibrate" "$minutes" "$started" "${configs[@]}" <<'PY'
+fit() {  # fit STEP_TOTAL|calibrated: write runs/device/configs/<name>.yaml (hiif.train.write_fitted_config)
+  python3 - "$1" "$calibrate" "$minutes" "$started" "$start" "${recipes[@]}" <<'PY'
 import sys, time
 from hiif.train import Config, fitted_step_total, seconds_per_step, write_fitted_config
-calibrate, minutes, started, configs = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
+total, calibrate, minutes, started, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+configs = sys.argv[6:]
 names = [Config.load(c).name for c in configs]
-per_step = max(seconds_per_step(f"runs/{name}/log.tsv", calibrate) for name in names)
-left = minutes * 60 - (time.time() - started) - 40
-total = fitted_step_total(per_step, calibrate, left, Config.load(configs[0]).optim["steps"])
+left, per_step = minutes * 60 - (time.time() - started) - 40, 0.0
+if total == "calibrated":  # the slowest run's speed sets the total that the time left reaches
+    per_step = max(seconds_per_step(f"runs/{n}/log.tsv", start + calibrate, since=start) for n in names)
+    cap = Config.load(configs[0]).optim["steps"] if not start else start + 100000
+    total = fitted_step_total(per_step, start + calibrate, left, cap)
 for name, config in zip(names, configs):
-    write_fitted_config(config, total, f"runs/device/configs/{name}.yaml")
+    write_fitted_config(config, int(total), f"runs/device/configs/{name}.yaml", start=start)
 print(total, int(left), f"{per_step:.4f}")
 PY
-) || { echo "device_train: calibration failed"; tail -5 runs/device/*.log; exit 1; }
+}
+
+if [ "$until" = fit ]; then
+  # calibration: CALIBRATE steps (in the warm-up, where the step total hardly matters yet), then
+  # the slowest run's seconds per step set the total that the rest of MINUTES reaches (less ~40 s
+  # for two process starts and the exports)
+  calibrate=${CALIBRATE:-40}
+  if [ "$start" -gt 0 ]; then  # a provisional cycle: the calibration must read the weights
+    fit $((start + 10 * calibrate)) > /dev/null || exit 1
+    for i in 0 1 2; do configs[$i]=runs/device/configs/${names[$i]}.yaml; done
+  fi
+  train_all $((start + calibrate)) "$minutes"
+  fitted=$(fit calibrated) || { echo "device_train: calibration failed"; tail -5 runs/device/*.log; exit 1; }
   read -r until left per_step <<< "$fitted"
   echo "device_train: $per_step s/step (slowest of three); step total $until in the ${left}s left"
   for i in 0 1 2; do configs[$i]=runs/device/configs/${names[$i]}.yaml; done

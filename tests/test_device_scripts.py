@@ -1,6 +1,7 @@
 """The lent-GPU workflow's file handling (scripts/device_*.sh), run here on stand-ins: what travels
 stays under the tool's 64 MiB, and weights larger than the 16 MiB it returns per file come back
 in parts, whole and checked."""
+import hashlib
 import os
 import shutil
 import subprocess
@@ -98,3 +99,30 @@ def test_prepare_leaves_the_large_weights_behind_and_finish_puts_them_back(tmp_p
     assert result.returncode == 0, result.stderr
     assert git(repo, "status", "--short") == "?? weights/lte-swinir.safetensors\n"
     assert "weights/hiif-rdn.safetensors" in git(repo, "ls-files")
+
+
+def test_weights_to_continue_go_in_parcels_that_each_fit_one_call(tmp_path):
+    repo = checkout(tmp_path / "repo")
+    (repo / ".gitignore").write_text("/data/\nruns/\n")
+    originals = {m: weights_file(repo / "weights" / f"{m}-swinir.safetensors", mib, i)
+                 for i, (m, mib) in enumerate([("hiif", 33), ("liif", 30), ("lte", 31)])}
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "weights")
+    (repo / "data" / "pack").mkdir(parents=True)
+    (repo / "data" / "pack" / "manifest.tsv").write_text("name\n")
+
+    result = run(repo, "device_prepare.sh", "swinir")
+    assert result.returncode == 0, result.stdout + result.stderr
+    parcels = sorted((repo / "data" / "upload").iterdir())
+    assert len(parcels) == 2 and 'carry=["data/upload/2"]' in result.stdout
+    tree = sum((repo / f).stat().st_size for f in git(repo, "ls-files", "-c", "-o", "--exclude-standard").split())
+    for parcel in parcels:  # each call: the tree and one parcel, within the tool's 64 MiB
+        assert tree + sum(f.stat().st_size for f in parcel.iterdir()) <= 64 * MiB
+        assert all(f.stat().st_size <= 16 * MiB for f in parcel.iterdir())
+    sums = dict(reversed(line.split()) for line in (parcels[0] / "SHA256SUMS").read_text().splitlines())
+    for method, data in originals.items():
+        name = f"{method}-swinir.safetensors"
+        parts = sorted((p for d in parcels for p in d.glob(name + ".part*")), key=lambda p: int(p.name.rsplit("part", 1)[1]))
+        assert b"".join(p.read_bytes() for p in parts) == data
+        assert sums[name] == hashlib.sha256(data).hexdigest()
+    assert run(repo, "device_finish.sh").returncode == 0

@@ -276,6 +276,16 @@ def test_a_time_budget_becomes_a_step_total_that_ends_annealed(tmp_path):
         "lr": 0.0004, "steps": 760, "warmup": 152, "min_lr": 1e-5}))  # one plain cosine
     assert learning_rate(759, fitted.optim) == pytest.approx(1e-5, rel=1e-2)  # annealed at the end
 
+    # continuing weights trained to step 1250: calibrated over the steps logged after it
+    log.write_text("\n".join(rows[:1] + [f"{s}\t0.1\t20\t1e-4\t{500 + 0.3 * (s - 1250):.1f}"
+                                          for s in (1260, 1270, 1280, 1290)]) + "\n")
+    assert seconds_per_step(log, 1290, since=1250) == pytest.approx(0.3)
+    go_on = Config.load(write_fitted_config(tmp_path / "gpu.yaml", 2250, tmp_path / "run" / "m.yaml", start=1250))
+    assert go_on.raw["resume_from_weights"] is True  # it starts from the weights, not from scratch
+    assert go_on.optim["warmup"] == 200  # a fifth of the 1,000-step cycle (the fresh optimizer's ramp)
+    assert learning_rate(1250, go_on.optim) == pytest.approx(0.0002)  # half the base rate ...
+    assert learning_rate(2249, go_on.optim) == pytest.approx(1e-5, rel=1e-2)  # ... down to min_lr
+
 
 def test_channels_last_training_matches_the_default_layout(tmp_path):
     default = Trainer(tiny_config("lte"), run_dir=tmp_path / "a", images=IMAGES, progress=False)
