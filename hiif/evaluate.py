@@ -156,6 +156,15 @@ def card_intro(card: str) -> str:
     return body.split("\n| model |", 1)[0].strip()
 
 
+def write_card(results: list[dict[str, Any]], path: str | Path, intro: str | None = None) -> None:
+    """Write the model card at ``path`` for ``results``, keeping the text the card already has above
+    its tables unless ``intro`` is given."""
+    path = Path(path)
+    if intro is None:
+        intro = card_intro(path.read_text()) if path.is_file() else ""
+    path.write_text(model_card(results, intro))
+
+
 def plot_results(results: list[dict[str, Any]], path: str | Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -201,11 +210,7 @@ def run_cli(args) -> int:
     if getattr(args, "record", None):
         results = record_results(results, args.record)
     if getattr(args, "card", None):
-        card = Path(args.card)
-        intro = getattr(args, "card_intro", None)
-        if intro is None:  # keep what the card says above its tables
-            intro = card_intro(card.read_text()) if card.is_file() else ""
-        card.write_text(model_card(results, intro))
+        write_card(results, args.card, getattr(args, "card_intro", None))
     return 0
 
 

@@ -129,10 +129,8 @@ def seconds_per_step(log: str | Path, until: int, since: int = 0) -> float:
         raise ValueError(f"{log}: no logged step after {since} up to {until}")
     last = max(seconds)
     first = min((s for s in seconds if (since + last) // 2 <= s < last), default=None)
-    if first is None:  # one logged step: a fresh run's whole stretch (a resumed one's adds earlier time)
-        if since:
-            raise ValueError(f"{log}: calibrate longer: one logged step after {since}")
-        return seconds[last] / last
+    if first is None:
+        raise ValueError(f"{log}: calibrate longer: fewer than two logged steps after {since}")
     return (seconds[last] - seconds[first]) / (last - first)
 
 

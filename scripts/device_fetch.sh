@@ -6,7 +6,8 @@
 # Here, scripts/device_finish.sh joins the parts and checks the sums.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${OUT:-runs/device-out}; part=$((15 * 1024 * 1024))
+source scripts/device_parts.sh
+out=${OUT:-runs/device-out}; part=$PART_BYTES
 max_files=6; max_bytes=$((62 * 1024 * 1024))
 mkdir -p "$out"
 files=0; bytes=0; left=()
@@ -17,8 +18,7 @@ for name in "$@"; do
   if [ ${#left[@]} -gt 0 ] || [ $((files + parts)) -gt $max_files ] || [ $((bytes + size)) -gt $max_bytes ]; then
     left+=("$name"); continue
   fi
-  split -b "$part" -d -a 1 "$src" "$out/$name.safetensors.part"
-  (cd runs/device && sha256sum "$name.safetensors") >> "$out/SHA256SUMS"
+  split_parts "$src" "$out"
   files=$((files + parts)); bytes=$((bytes + size))
   echo "device_fetch: $name.safetensors ($size bytes) in $parts part(s)"
 done

@@ -5,12 +5,11 @@
 #   bash scripts/device_finish.sh FILES_AT [FILES_AT ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mkdir -p runs/device
+source scripts/device_parts.sh
 for dir in "$@"; do
   [ -f "$dir/SHA256SUMS" ] || { echo "device_finish: no SHA256SUMS in $dir" >&2; exit 1; }
+  join_parts "$dir/SHA256SUMS" runs/device "$dir" || exit 1
   while read -r sum name; do
-    cat "$dir/$name".part* > "runs/device/$name"
-    echo "$sum  runs/device/$name" | sha256sum -c --quiet || { rm -f "runs/device/$name"; exit 1; }
     python - "runs/device/$name" <<'PY'
 import sys
 from safetensors import safe_open

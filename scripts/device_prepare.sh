@@ -35,28 +35,27 @@ if [ ! -f data/pack/manifest.tsv ]; then
   python -m hiif.data pack-subset data/trainset data/pack --max-mb "$mb"
 fi
 if [ -n "$encoder" ]; then
-  rm -rf data/upload; mkdir -p data/upload/parts
-  room=$(( limit - tree - 1024 * 1024 ))  # one parcel per call, beside the tree
+  source scripts/device_parts.sh
+  rm -rf data/upload
   for method in hiif liif lte; do
-    file=weights/$method-$encoder.safetensors
-    [ -f "$file" ] || { echo "device_prepare: $file not found"; exit 1; }
-    split -b $((15 * 1024 * 1024)) -d -a 1 "$file" "data/upload/parts/$(basename "$file").part"
-    (cd weights && sha256sum "$(basename "$file")") >> data/upload/SHA256SUMS
+    [ -f "weights/$method-$encoder.safetensors" ] || { echo "device_prepare: weights/$method-$encoder.safetensors not found"; exit 1; }
+    split_parts "weights/$method-$encoder.safetensors" data/upload/parts
   done
+  room=$(( limit - tree - 1024 * 1024 ))  # one parcel per call, beside the tree
   parcel=1; used=0; mkdir -p data/upload/1
-  for part in data/upload/parts/*; do
+  for part in data/upload/parts/*.part*; do
     size=$(stat -c %s "$part")
     if [ $((used + size)) -gt "$room" ]; then parcel=$((parcel + 1)); used=0; mkdir -p "data/upload/$parcel"; fi
     mv "$part" "data/upload/$parcel/"; used=$((used + size))
   done
-  rmdir data/upload/parts
-  for dir in data/upload/*/; do cp data/upload/SHA256SUMS "$dir"; done; rm data/upload/SHA256SUMS
+  for dir in data/upload/[0-9]*/; do cp data/upload/parts/SHA256SUMS "$dir"; done
+  rm -r data/upload/parts
   echo "weights to continue: $parcel parcel(s); send each by a call of its own, first, in order:"
   for n in $(seq 1 "$parcel"); do
     echo "  run(command=\"ls data/upload/*\", carry=[\"data/upload/$n\"])"
   done
 fi
-pack=$(du -cb data/pack $(ls -d data/benchmarks 2>/dev/null) | tail -1 | cut -f1)
+pack=$(( $(du -cb data/pack | tail -1 | cut -f1) + benchmarks ))
 echo "travels: tree $((tree / 1024)) KiB + data/pack, data/benchmarks $((pack / 1024)) KiB = $(( (tree + pack) / 1024 )) KiB of $((limit / 1024))"
 [ $((tree + pack)) -le $limit ] || { echo "device_prepare: over 64 MiB; largest files:"; \
   git ls-files -z -c -o --exclude-standard | du -b --files0-from=- | sort -n | tail -5; exit 1; }

@@ -52,13 +52,9 @@ recipes=("${configs[@]}")  # configs may become fitted ones (runs/device/configs
 # call each): joined, checked, and read by the runs through HIIF_WEIGHTS_DIR
 start=0
 if compgen -G "data/upload/*/SHA256SUMS" > /dev/null; then
-  mkdir -p runs/device/start
-  sums=$(ls data/upload/*/SHA256SUMS | head -1)
-  while read -r sum file; do
-    parts=$(ls data/upload/*/"$file".part* 2>/dev/null | awk -F.part '{print $NF "\t" $0}' | sort -n | cut -f2)
-    [ -n "$parts" ] && cat $parts > "runs/device/start/$file"
-    echo "$sum  runs/device/start/$file" | sha256sum -c --quiet || { echo "device_train: $file incomplete"; exit 1; }
-  done < "$sums"
+  source scripts/device_parts.sh
+  join_parts "$(ls data/upload/*/SHA256SUMS | head -1)" runs/device/start data/upload/* \
+    || { echo "device_train: the weights to continue did not all arrive"; exit 1; }
   export HIIF_WEIGHTS_DIR=runs/device/start
   start=$(python3 -c "import sys; from hiif.weights import load_safetensors as l; \
 print(max(int(l(f'runs/device/start/{n}.safetensors').metadata.get('steps', 0)) for n in sys.argv[1:]))" "${names[@]}")

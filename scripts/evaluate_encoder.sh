@@ -21,8 +21,7 @@ wait %1 && wait %2
 python - "$encoder" <<'PY'
 import json, sys
 from pathlib import Path
-from hiif.evaluate import (card_intro, format_table, merge_results, model_card, plot_results,
-                           record_results, write_results)
+from hiif.evaluate import format_table, merge_results, plot_results, record_results, write_card, write_results
 enc = sys.argv[1]
 parts = [r for k in "bac" for r in json.loads(Path(f"runs/eval_{enc}_{k}.json").read_text())]
 results = merge_results(parts)
@@ -30,8 +29,7 @@ for r in results:
     print(format_table(r), end="\n\n")
 write_results(results, f"runs/eval_{enc}.json")
 plot_results(results, f"docs/psnr_{enc}.png")
-card = Path("weights/MODELS.md")
-card.write_text(model_card(record_results(results, "weights/results.json"), card_intro(card.read_text())))
+write_card(record_results(results, "weights/results.json"), "weights/MODELS.md")
 print(f"runs/eval_{enc}.json, docs/psnr_{enc}.png, weights/results.json and weights/MODELS.md (tables; "
       "the text above them is kept: update it by hand)")
 PY

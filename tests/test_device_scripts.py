@@ -1,7 +1,6 @@
 """The lent-GPU workflow's file handling (scripts/device_*.sh), run here on stand-ins: what travels
 stays under the tool's 64 MiB, and weights larger than the 16 MiB it returns per file come back
 in parts, whole and checked."""
-import hashlib
 import os
 import shutil
 import subprocess
@@ -20,7 +19,7 @@ pytestmark = pytest.mark.skipif(shutil.which("git") is None or shutil.which("spl
 def checkout(path: Path) -> Path:
     """A stand-in repository with the device scripts."""
     (path / "scripts").mkdir(parents=True)
-    for script in ("device_prepare.sh", "device_fetch.sh", "device_finish.sh"):
+    for script in ("device_prepare.sh", "device_fetch.sh", "device_finish.sh", "device_parts.sh"):
         shutil.copy(ROOT / "scripts" / script, path / "scripts" / script)
     git(path, "init", "-q")
     return path
@@ -119,10 +118,16 @@ def test_weights_to_continue_go_in_parcels_that_each_fit_one_call(tmp_path):
     for parcel in parcels:  # each call: the tree and one parcel, within the tool's 64 MiB
         assert tree + sum(f.stat().st_size for f in parcel.iterdir()) <= 64 * MiB
         assert all(f.stat().st_size <= 16 * MiB for f in parcel.iterdir())
-    sums = dict(reversed(line.split()) for line in (parcels[0] / "SHA256SUMS").read_text().splitlines())
+    # there, device_train.sh joins them back from all parcels with the helper every script shares
+    join = subprocess.run(["bash", "-c", "source scripts/device_parts.sh && "
+                           "join_parts data/upload/1/SHA256SUMS runs/device/start data/upload/*"],
+                          cwd=repo, capture_output=True, text=True)
+    assert join.returncode == 0, join.stderr
     for method, data in originals.items():
-        name = f"{method}-swinir.safetensors"
-        parts = sorted((p for d in parcels for p in d.glob(name + ".part*")), key=lambda p: int(p.name.rsplit("part", 1)[1]))
-        assert b"".join(p.read_bytes() for p in parts) == data
-        assert sums[name] == hashlib.sha256(data).hexdigest()
+        assert (repo / "runs" / "device" / "start" / f"{method}-swinir.safetensors").read_bytes() == data
+    (parcels[1] / "lte-swinir.safetensors.part1").unlink()  # a parcel that never arrived: refused
+    join = subprocess.run(["bash", "-c", "source scripts/device_parts.sh && "
+                           "join_parts data/upload/1/SHA256SUMS runs/device/start data/upload/*"],
+                          cwd=repo, capture_output=True, text=True)
+    assert join.returncode != 0 and "lte-swinir.safetensors: parts missing" in join.stderr
     assert run(repo, "device_finish.sh").returncode == 0

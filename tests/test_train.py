@@ -262,6 +262,8 @@ def test_a_time_budget_becomes_a_step_total_that_ends_annealed(tmp_path):
     assert seconds_per_step(log, 40) == pytest.approx(0.4)  # steps 20..40, past the set-up
     with pytest.raises(ValueError, match="no logged step"):
         seconds_per_step(log, 5)
+    with pytest.raises(ValueError, match="calibrate longer"):  # one row: set-up not separable
+        seconds_per_step(log, 15)
     assert fitted_step_total(0.4, 40, 290, cap=5000) == 760   # 40 + 725 steps, to a multiple of 10
     assert fitted_step_total(0.4, 40, 1e6, cap=5000) == 5000  # never beyond the recipe's total
     assert fitted_step_total(0.4, 40, -5, cap=5000) == 40     # no time left: nothing more
