@@ -6,6 +6,7 @@ import math
 import os
 import zlib
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -45,3 +46,32 @@ def load_record(name: str) -> dict:
     record = torch.load(require_reference() / f"{name}.pt", weights_only=True)
     record["spec_dict"] = json.loads(record["spec"])
     return record
+
+
+#: The records reproduce to this max abs error (float32) on a CPU of the reference machine's kind.
+PARITY_ATOL = 1e-5
+
+
+def assert_reproduces(run: Callable[[], torch.Tensor], expected: torch.Tensor) -> None:
+    """``run()`` (a model call under no_grad) gives the record's output: max abs error ≤ 1e-5.
+
+    That bound holds where the CPU runs the kernels the records were made with (AVX-512: the
+    reference machine's, and the one previous sessions' CI ran on). On another instruction set
+    (AVX2) oneDNN picks other kernels that sum in another order, and float32 rounding alone moves the
+    outputs by up to ~1e-3 (LTE's sines of large phases amplify it). There the bound is that
+    rounding noise, measured on the spot: twice the gap between two kernel orders of this machine
+    (oneDNN on and off). Measured on an AVX2 EPYC, every record's error was 0.8–1.25× that gap; a
+    real mistake (a wrong cell, bit or neighbour) is systematic and orders of magnitude larger."""
+    out = run()
+    assert out.shape == expected.shape
+    error = (out - expected).abs().max().item()
+    bound = PARITY_ATOL
+    if error > bound and torch.backends.cpu.get_cpu_capability() != "AVX512":
+        enabled = torch.backends.mkldnn.enabled
+        torch.backends.mkldnn.enabled = False
+        try:
+            other_order = run()
+        finally:
+            torch.backends.mkldnn.enabled = enabled
+        bound = max(PARITY_ATOL, 2 * (out - other_order).abs().max().item())
+    assert error <= bound, f"max abs error {error:.3g} > {bound:.3g}"
