@@ -5,6 +5,7 @@ User errors (bad files, bad scales, unknown models) print one line on stderr and
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -16,32 +17,70 @@ class CliError(Exception):
     """A user-facing problem: printed as one line, exit code 2."""
 
 
-def parse_scale(text: str) -> float | tuple[float, float]:
-    parts = [p.strip() for p in text.replace("x", ",").split(",") if p.strip()]
+#: a plain decimal number: no ``_`` separators, ``inf``/``nan``, signs or non-ASCII digits
+_NUMBER = re.compile(r"(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+
+
+def _numbers(text: str, option: str, expected: str) -> list[float]:
+    """Comma-separated plain numbers; empty items (``2,``) are refused, not skipped."""
+    parts = text.split(",")
+    if not all(_NUMBER.fullmatch(part.strip()) for part in parts):
+        raise CliError(f"{option}: expected {expected}, got {text!r}")
+    return [float(part) for part in parts]
+
+
+def parse_scale(text: str) -> tuple[float, float]:
+    """``--scale``: ``S`` or ``SY,SX``, each checked by :func:`hiif.engine.validate_scale`."""
+    from .engine import validate_scale
+
+    expected = "a number or SY,SX (1 to 30)"
+    values = _numbers(text, "--scale", expected)
+    if len(values) > 2:
+        raise CliError(f"--scale: expected {expected}, got {text!r}")
     try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        raise CliError(f"--scale: expected a number or SY,SX, got {text!r}") from None
-    if len(values) == 1:
-        return values[0]
-    if len(values) == 2:
-        return values[0], values[1]
-    raise CliError(f"--scale: expected a number or SY,SX, got {text!r}")
+        return validate_scale(values[0] if len(values) == 1 else tuple(values))
+    except ValueError as exc:
+        raise CliError(f"--scale: {exc}") from None
+
+
+def parse_scales(text: str) -> list[float]:
+    """``--scales`` of ``evaluate``: comma-separated numbers, each in [1, 30]."""
+    from .engine import validate_scale
+
+    scales = _numbers(text, "--scales", "comma-separated numbers (1 to 30)")
+    for s in scales:
+        try:
+            validate_scale(s)
+        except ValueError as exc:
+            raise CliError(f"--scales: {exc}") from None
+    return scales
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
-    from .engine import Upscaler, validate_scale
-    from .imageio import load_image, save_image
+    from .engine import MAX_OUTPUT_PIXELS, Upscaler, effective_precision, output_size, resolve_device
+    from .imageio import check_output, load_image, save_image
     from .weights import load_model
 
-    scale = validate_scale(parse_scale(args.scale))
-    image = load_image(args.input)
-    model = "bicubic" if args.model == "bicubic" else load_model(args.model, device=args.device)
-    upscaler = Upscaler(model, device=args.device, chunk=args.chunk, precision=args.precision)
-    result = upscaler.upscale(image, scale, progress=not args.quiet)
-    save_image(result, args.output)
+    # Everything that can be checked is checked before the model loads (that takes seconds).
+    scale = parse_scale(args.scale)
+    device = resolve_device(args.device)
+    effective_precision(args.precision, device)  # fp16 on a CPU is refused here
+    if args.chunk is not None and args.chunk < 1:
+        raise CliError(f"--chunk: expected a positive number of queries, got {args.chunk}")
+    image = load_image(args.input)  # decoded whole: inputs are at most MAX_INPUT_PIXELS
+    height, width = output_size(image.size, scale)
+    fmt = check_output(args.output, (height, width))
+    if fmt != "PNG" and height * width > MAX_OUTPUT_PIXELS:
+        raise CliError(f"{args.output}: a {width}×{height} output ({height * width / 1e6:.0f} MP) is above "
+                       f"{MAX_OUTPUT_PIXELS / 1e6:.0f} MP, which only .png outputs (rendered in bands) allow")
+    model = "bicubic" if args.model == "bicubic" else load_model(args.model, device=device)
+    upscaler = Upscaler(model, device=device, chunk=args.chunk, precision=args.precision)
+    if fmt == "PNG":  # streamed in bands: bounded memory at any size
+        upscaler.render_to_png(image, scale, args.output, progress=not args.quiet)
+    else:
+        save_image(upscaler.upscale(image, scale, progress=not args.quiet), args.output)
     if not args.quiet:
-        print(f"{args.output}: {result.width}×{result.height} ({upscaler.describe()})", file=sys.stderr)
+        print(f"{args.output}: {width}×{height} ({upscaler.describe()})", file=sys.stderr)
     return 0
 
 
@@ -56,10 +95,12 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .engine import resolve_device
     from .train import Config, Trainer
 
     if not Path(args.config).is_file():
         raise CliError(f"{args.config}: no such config file")
+    resolve_device(args.device)  # one line for a device this machine lacks, before any set-up
     config = Config.load(args.config)
     import signal
 
@@ -68,6 +109,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     trainer = Trainer(config, run_dir=args.run_dir, device=args.device, data_dir=args.data)
     print(trainer.resume() if args.resume else trainer.start(), file=sys.stderr)
+    if trainer.precision != config.raw.get("precision", "bf16"):
+        print(f"{config.name}: training in {trainer.precision}, not {config.raw.get('precision', 'bf16')}: "
+              "this CPU has no native bf16 (emulated, it is many times slower)", file=sys.stderr)
     steps = args.steps
     if args.until is not None:  # equal-step rounds: bring every model to the same total
         steps = args.until - trainer.step
@@ -100,9 +144,12 @@ def _dummy_image():
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .engine import resolve_device
     from .evaluate import run_cli
 
-    return run_cli(args)
+    scales = parse_scales(args.scales)  # the one parse; run_cli checks folders and output paths
+    resolve_device(args.device)
+    return run_cli(args, scales)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: div2k when the folder name contains 'div2k')")
     p.add_argument("--device", default=None)
     p.add_argument("--out", default=None, help="write results as .json or .csv")
-    p.add_argument("--plot", default=None, help="write a PSNR-vs-scale plot (.png)")
+    p.add_argument("--plot", default=None, help="write a PSNR-vs-scale plot (.png, .pdf or .svg)")
     p.add_argument("--record", default=None, metavar="JSON",
                    help="fold the results into this record (weights/results.json); --card then covers it all")
     p.add_argument("--card", default=None, help="also write a model card (markdown), e.g. weights/MODELS.md")
@@ -174,7 +221,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (CliError, ValueError, OSError, MemoryError) as exc:
+    except (CliError, ValueError, OSError, MemoryError, RuntimeError) as exc:
+        from .engine import is_out_of_memory
+
+        if isinstance(exc, RuntimeError) and not is_out_of_memory(exc):
+            raise  # a bug, not a user's problem: keep its traceback
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"error: {message}", file=sys.stderr)
         return EXIT_USAGE

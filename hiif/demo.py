@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .engine import STATS_MAX_QUERIES, Upscaler, output_size, resolve_device, validate_scale
+from .engine import STATS_MAX_QUERIES, Upscaler, is_out_of_memory, output_size, resolve_device, validate_scale
 from .imageio import ImageError, InputImage, load_image
 from .metrics import psnr, ssim
 from .weights import ZOO, WeightsError, load_model
@@ -615,10 +615,13 @@ class ModelSet:
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
                 raise DemoError(f"{label}: out of GPU memory; try a smaller input or preview") from None
-            except MemoryError:
-                raise DemoError(f"{label}: out of memory; try a smaller input or preview") from None
+            except MemoryError as exc:
+                # the library's own one-line reason (e.g. what input size would fit), if it gave one
+                text = str(exc).strip()
+                reason = text.splitlines()[0] if text else "out of memory; try a smaller input or preview"
+                raise DemoError(f"{label}: {reason}") from None
             except RuntimeError as exc:
-                if "out of memory" in str(exc) or "can't allocate memory" in str(exc):
+                if is_out_of_memory(exc):
                     if self.device.type == "cuda":
                         torch.cuda.empty_cache()
                     raise DemoError(f"{label}: out of memory; try a smaller input or preview") from None

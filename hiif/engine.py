@@ -43,9 +43,11 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .imageio import ImageLike, InputImage, load_image, to_pil
+from .imageio import ImageError, ImageLike, InputImage, atomic_write, check_output, load_image, to_pil
 from .models import ImplicitSR
 from .models.common import pixel_centres
+from .models.encoders.edsr import EDSR
+from .models.encoders.rdn import RDN
 from .models.encoders.swinir import SwinIR
 from .fast import FastDecoder, fast_decoder, tune_allocator
 
@@ -65,6 +67,25 @@ STATS_MAX_QUERIES = 4_194_304
 PNG_BAND_PIXELS = 4_194_304
 #: largest output ``upscale``/``render`` produce in one piece (pixels)
 MAX_OUTPUT_PIXELS = 400_000_000
+
+#: Peak memory ``Upscaler.encode`` adds per input pixel on the CPU (float32; SwinIR: per pixel of
+#: the padded frame), by (method, encoder), from benchmarks/encode_memory.py (benchmarks/RESULTS.md
+#: section 10): the largest figure measured at 128²–192² on the fast and the reference path, plus
+#: 25 %, rounded up to 0.5 kB. RDN and SwinIR: their encoder's activations dominate and are the
+#: same for the three methods, so each gets the largest of its encoder's (the measured spread
+#: between methods, ~30 %, is allocator noise). HIIF's figures are without its lookup tables (inputs
+#: above 512², or ``fast=False``); see ``HIIF_TABLES_BYTES_PER_PIXEL``. An encoder not listed
+#: counts as the most expensive one.
+ENCODE_BYTES_PER_PIXEL: dict[tuple[str, str], int] = {
+    ("liif", "edsr"): 7_500, ("lte", "edsr"): 8_500, ("hiif", "edsr"): 4_500,
+    ("liif", "rdn"): 21_500, ("lte", "rdn"): 21_500, ("hiif", "rdn"): 21_500,
+    ("liif", "swinir"): 27_000, ("lte", "swinir"): 27_000, ("hiif", "swinir"): 27_000,
+}
+#: HIIF's figures, by encoder, while its fast decoder also builds the per-pixel lookup tables
+#: (``FastHIIF.builds_tables``: inputs up to 512²), measured and rounded the same way
+HIIF_TABLES_BYTES_PER_PIXEL: dict[str, int] = {"edsr": 12_500, "rdn": 21_500, "swinir": 27_000}
+#: below this many pixels an input is not worth suggesting: the message says to free memory instead
+MIN_SUGGESTED_PIXELS = 16_384
 
 Scale = Union[float, tuple[float, float]]
 Region = tuple[int, int, int, int]  # top, left, height, width in output pixels
@@ -112,21 +133,152 @@ def output_region(lr_size: tuple[int, int], scale: Scale,
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/``"auto"``: CUDA when present, else the CPU; otherwise the device named, checked to
+    exist on this machine. Raises ``ValueError`` with one line (torch would give a traceback later,
+    at the first tensor moved there)."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return dev
+    hint = "use cpu, cuda, cuda:N or mps"
+    if not isinstance(device, (str, torch.device)):
+        raise ValueError(f"device must be a name such as 'cpu' or 'cuda', got {device!r}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"unknown device {str(device)!r} ({hint})") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} requested but CUDA is not available on this machine "
+                             "(use cpu)")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"device {str(device)!r} requested but this machine has {count} CUDA "
+                             f"device{'s' if count != 1 else ''} (cuda:0 to cuda:{count - 1})")
+        return dev
+    if dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"device {str(device)!r} requested but MPS is not available on this machine")
+        return dev
+    raise ValueError(f"device {str(device)!r} is not supported ({hint})")
 
 
-def autocast_context(device: torch.device, precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision not in ("bf16", "fp16"):
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` says an allocation failed: torch's (CUDA) ``OutOfMemoryError``, Python's
+    ``MemoryError``, or the ``RuntimeError`` torch's CPU allocator raises ("DefaultCPUAllocator:
+    can't allocate memory"). The one place that decides it, for the encoder, the decoding retry and
+    the demo."""
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    if not isinstance(error, RuntimeError):
+        return False
+    text = str(error).lower()
+    return any(s in text for s in ("out of memory", "can't allocate memory", "cannot allocate memory",
+                                   "not enough memory", "defaultcpuallocator"))
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as fh:
+            text = fh.read().strip()
+        return None if text == "max" else int(text)
+    except (OSError, ValueError):
+        return None
+
+
+def _cgroup_available_bytes() -> int | None:
+    """Memory left under this process's cgroup limit (v2 ``memory.max`` − ``memory.current``, or
+    v1's limit − usage), counting inactive page cache as free (the kernel reclaims it before
+    killing); None without a limit or when unreadable."""
+    dirs = []
+    try:
+        with open("/proc/self/cgroup") as fh:
+            for line in fh:
+                parts = line.strip().split(":", 2)
+                if len(parts) == 3 and parts[0] == "0" and parts[1] == "":
+                    dirs.append("/sys/fs/cgroup" + parts[2].rstrip("/"))
+    except OSError:
+        pass
+    dirs.append("/sys/fs/cgroup")
+    for d in dirs:
+        limit, used = _read_int(f"{d}/memory.max"), _read_int(f"{d}/memory.current")
+        if limit is not None and used is not None:
+            return max(0, limit - used + _inactive_file(f"{d}/memory.stat"))
+    v1 = "/sys/fs/cgroup/memory"
+    limit, used = _read_int(f"{v1}/memory.limit_in_bytes"), _read_int(f"{v1}/memory.usage_in_bytes")
+    if limit is not None and used is not None and limit < 1 << 60:  # v1 writes ~2^63 for no limit
+        return max(0, limit - used + _inactive_file(f"{v1}/memory.stat"))
+    return None
+
+
+def _inactive_file(stat_path: str) -> int:
+    try:
+        with open(stat_path) as fh:
+            for line in fh:
+                key, _, value = line.partition(" ")
+                if key in ("inactive_file", "total_inactive_file"):
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def available_memory_bytes() -> int | None:
+    """Memory this process can still allocate now without swapping or being killed: the kernel's
+    ``MemAvailable`` (/proc/meminfo), capped by the cgroup limit if there is one; None when neither
+    can be read (then nothing is checked)."""
+    available = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    cgroup = _cgroup_available_bytes()
+    if cgroup is not None:
+        available = cgroup if available is None else min(available, cgroup)
+    return available
+
+
+def _format_bytes(n: float) -> str:
+    if n >= 1e9:
+        return f"{n / 1e9:.1f} GB"
+    return f"{n / 1e6:.0f} MB" if n >= 1e7 else f"{n / 1e6:.1f} MB"
+
+
+def native_cpu_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX-512 BF16 or AMX), as oneDNN reports it."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN: no fast bf16 either
+        return False
+
+
+def effective_precision(precision: str, device: torch.device) -> str:
+    """The precision that really runs: the one asked for, except bf16 on a CPU without native bf16.
+    There oneDNN has no bf16 kernel for some layers (inference fails: "could not create a primitive
+    descriptor") and emulates the rest: measured on an AVX2-only EPYC, a bf16 HIIF-EDSR training
+    step took 14x a float32 one (15.6 vs 1.1 s). float32 is what bf16 approximates, so the
+    results only get closer to the reference."""
+    _check_precision(device, precision)
+    if precision == "bf16" and device.type == "cpu" and not native_cpu_bf16():
+        return "fp32"
+    return precision
+
+
+def _check_precision(device: torch.device, precision: str) -> None:
+    if precision not in ("fp32", "bf16", "fp16"):
         raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
     if precision == "fp16" and device.type == "cpu":
         raise ValueError("fp16 autocast is for CUDA; use bf16 on CPU")
+
+
+def autocast_context(device: torch.device, precision: str):
+    _check_precision(device, precision)
+    if precision == "fp32":
+        return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
@@ -183,8 +335,8 @@ class Upscaler:
         self.chunk = int(chunk)
         if self.chunk < 1:
             raise ValueError("chunk must be a positive number of queries")
-        autocast_context(self.device, precision)  # validates
-        self.precision = precision
+        self.requested_precision = precision
+        self.precision = effective_precision(precision, self.device)
         if cell_rule not in ("official", "unchanged"):
             raise ValueError("cell_rule must be 'official' or 'unchanged'")
         self.cell_rule = cell_rule
@@ -226,16 +378,25 @@ class Upscaler:
 
     def describe(self) -> str:
         decoder = "" if self.model is None else (", fast decoder" if self.fast else ", reference decoder")
-        return f"{self.name} on {self.device.type}, {self.precision}{decoder}"
+        precision = self.precision if self.precision == self.requested_precision else \
+            f"{self.precision} ({self.requested_precision} is not native on this CPU)"
+        return f"{self.name} on {self.device.type}, {precision}{decoder}"
 
     # -- encoding ------------------------------------------------------------------------------
     def encode(self, image: ImageLike | InputImage) -> Encoded:
-        """Run the encoder once per distinct image (cached by content)."""
+        """Run the encoder once per distinct image (cached by content).
+
+        On the CPU a new image whose estimated encoder memory (``encode_memory_bytes``) exceeds the
+        memory available now (``available_memory_bytes``) is refused with a one-line
+        ``MemoryError`` before the encoder runs; an out-of-memory inside the encoder also becomes a
+        one-line ``MemoryError``. Cached images are not checked again."""
         self._refresh_decoder()
         img = load_image(image)
         digest = hashlib.sha1(img.rgb.tobytes() + str(img.rgb.shape).encode())
         if img.alpha is not None:  # same picture with another alpha: another entry
             digest.update(b"alpha" + img.alpha.tobytes())
+        if img.icc:  # ... or another colour profile (carried to the output)
+            digest.update(b"icc" + img.icc)
         key = digest.hexdigest()
         if key in self._encoded:
             self._encoded.move_to_end(key)
@@ -243,22 +404,116 @@ class Upscaler:
         h, w = img.size
         features, frame = None, (h, w)
         if self.model is not None:
-            inp = torch.from_numpy(img.rgb.copy()).to(self.device).permute(2, 0, 1).unsqueeze(0).float()
-            inp = (inp / 255 - 0.5) / 0.5
             encoder = getattr(self.model, "encoder", None)
             if isinstance(encoder, SwinIR):  # pad to whole windows; queries map into the frame
                 ws = encoder.window_size
                 frame = (math.ceil(h / ws) * ws, math.ceil(w / ws) * ws)
+            if self.device.type == "cpu":
+                # Once per new image, before any large allocation: an encode that does not fit gets
+                # the process killed by the kernel without a message, so refuse it up front.
+                self._check_encode_memory(img.size, frame)
+            inp = torch.from_numpy(img.rgb.copy()).to(self.device).permute(2, 0, 1).unsqueeze(0).float()
+            inp = (inp / 255 - 0.5) / 0.5
+            if frame != (h, w):
                 inp = pad_symmetric(inp, *frame)
             # The encoder runs once per image, in float32 even when the decoder uses autocast: its
             # features feed phases/frequencies where bf16 rounding is amplified.
-            with torch.inference_mode():
-                features = self._fast.encode(inp) if self._fast is not None else self.model.encode(inp)
+            out_of_memory = False
+            try:
+                with torch.inference_mode():
+                    features = self._fast.encode(inp) if self._fast is not None else self.model.encode(inp)
+            except (RuntimeError, MemoryError) as error:
+                if not is_out_of_memory(error):
+                    raise
+                out_of_memory = True  # raised below, once the failed encoder's frames are released
+            if out_of_memory:
+                del inp
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                raise MemoryError(self._out_of_memory_message(img.size, frame))
         encoded = Encoded(key, img, features, frame, self._producer)
         self._encoded[key] = encoded
         while len(self._encoded) > self.cache_size:
             self._encoded.popitem(last=False)
         return encoded
+
+    # -- memory needed to encode ---------------------------------------------------------------
+    @property
+    def memory_label(self) -> str:
+        """``method-encoder`` (e.g. ``hiif-rdn``) when both are known, else :attr:`name`."""
+        method, kind = getattr(self.model, "method", ""), self._encoder_kind()
+        return f"{method}-{kind}" if method and kind else self.name
+
+    def _encoder_kind(self) -> str | None:
+        encoder = getattr(self.model, "encoder", None)
+        for cls, kind in ((SwinIR, "swinir"), (RDN, "rdn"), (EDSR, "edsr")):
+            if isinstance(encoder, cls):
+                return kind
+        return None
+
+    def _bytes_per_pixel(self, pixels: int) -> int:
+        """Estimated encode memory per pixel of the feature frame (CPU, float32)."""
+        kind = self._encoder_kind()
+        builds_tables = getattr(self._fast, "builds_tables", None)
+        if builds_tables is not None and builds_tables(pixels, 1):
+            return HIIF_TABLES_BYTES_PER_PIXEL.get(kind, max(HIIF_TABLES_BYTES_PER_PIXEL.values()))
+        key = (getattr(self.model, "method", ""), kind)
+        return ENCODE_BYTES_PER_PIXEL.get(key, max(ENCODE_BYTES_PER_PIXEL.values()))
+
+    def encode_memory_bytes(self, frame: tuple[int, int]) -> int:
+        """Estimated peak memory ``encode`` adds on the CPU for a feature frame (h, w) (the input;
+        SwinIR: padded to whole windows), from ``ENCODE_BYTES_PER_PIXEL``; 0 for bicubic."""
+        if self.model is None:
+            return 0
+        pixels = frame[0] * frame[1]
+        return pixels * self._bytes_per_pixel(pixels)
+
+    def _max_pixels(self, available: int) -> int:
+        """The largest frame (pixels) whose estimated encode fits ``available`` bytes."""
+        largest = available // self._bytes_per_pixel(1 << 62)  # beyond HIIF's table limit
+        builds_tables = getattr(self._fast, "builds_tables", None)
+        if builds_tables is not None and builds_tables(largest, 1):  # then tables come with it
+            largest = available // self._bytes_per_pixel(1)
+        return int(largest)
+
+    def _fit_advice(self, size: tuple[int, int], frame: tuple[int, int], available: int | None) -> str:
+        """What to do instead: the largest input that fits (with an example size), or a smaller
+        backbone; when not even a small input fits, free memory."""
+        smaller = " or a smaller backbone (EDSR-baseline)" if self._encoder_kind() in ("rdn", "swinir") else ""
+        if available is None:
+            return f"use a smaller input (e.g. downscale it){smaller}"
+        max_pixels = self._max_pixels(available)
+        if max_pixels < MIN_SUGGESTED_PIXELS:
+            return f"free memory (close other programs), or use a much smaller input{smaller}"
+        if max_pixels >= frame[0] * frame[1]:  # the estimate says it fits: something else took it
+            return f"free memory or use a smaller input (e.g. downscale it){smaller}"
+        (h, w), k = size, math.sqrt(max_pixels / (frame[0] * frame[1]))
+        mp = max_pixels / 1e6
+        return (f"use an input of at most {mp:.1f} MP" if mp >= 1 else f"use an input of at most {mp:.2f} MP") + \
+            f" (e.g. downscale it to {max(1, int(w * k))}×{max(1, int(h * k))}){smaller}"
+
+    def _check_encode_memory(self, size: tuple[int, int], frame: tuple[int, int]) -> None:
+        """Raise ``MemoryError`` (one line) when the estimated encode need exceeds the memory
+        available now; nothing is checked when the available memory cannot be read."""
+        need = self.encode_memory_bytes(frame)
+        if need == 0:
+            return
+        available = available_memory_bytes()
+        if available is None or need <= available:
+            return
+        h, w = size
+        raise MemoryError(f"{self.memory_label} needs ~{_format_bytes(need)} to encode a {w}×{h} image, "
+                          f"{_format_bytes(available)} {'is' if available < 2e9 else 'are'} available: "
+                          f"{self._fit_advice(size, frame, available)}")
+
+    def _out_of_memory_message(self, size: tuple[int, int], frame: tuple[int, int]) -> str:
+        h, w = size
+        where = "GPU memory" if self.device.type == "cuda" else "memory"
+        available = available_memory_bytes() if self.device.type == "cpu" else None
+        advice = self._fit_advice(size, frame, available)
+        if self.device.type == "cuda":
+            advice += " or the CPU"
+        return f"{self.memory_label} ran out of {where} encoding a {w}×{h} image: {advice}"
 
     def cached(self) -> dict[str, Encoded]:
         """The encoded images currently cached, by key (oldest first)."""
@@ -269,6 +524,11 @@ class Upscaler:
         self._encoded.pop(key, None)
         for stats_key in [k for k in self._stats if k and k[0] == key]:
             self._stats.pop(stats_key, None)
+
+    def clear(self) -> None:
+        """Forget every cached encoding and HIIF statistics (the model stays loaded)."""
+        self._encoded.clear()
+        self._stats.clear()
 
     # -- rendering -----------------------------------------------------------------------------
     def cell_for(self, encoded: Encoded, out_hw: tuple[int, int]) -> Tensor:
@@ -346,7 +606,7 @@ class Upscaler:
         return out.reshape(rh, rw, 3)
 
     def _with_oom_retry(self, decode: Callable[[], None]) -> None:
-        """Run ``decode``; on an accelerator out-of-memory, free the cache and run it again with
+        """Run ``decode``; on an out-of-memory (``is_out_of_memory``), free the cache and run it again with
         half the chunk (and half ``cache_bytes``), down to ``MIN_OOM_CHUNK``. Results do not depend
         on the chunk (HIIF's statistics are whole-grid), so a retry renders the same output. The
         smaller chunk is kept for later renders: the missing memory is likely to stay missing."""
@@ -355,11 +615,14 @@ class Upscaler:
                 with torch.inference_mode():
                     decode()
                 return
-            except torch.OutOfMemoryError as error:
+            except (RuntimeError, MemoryError) as error:
+                if not is_out_of_memory(error):
+                    raise
                 if self.chunk <= MIN_OOM_CHUNK:
                     raise torch.OutOfMemoryError(
                         f"out of memory on {self.device} even with chunks of {self.chunk} queries: "
-                        f"render a smaller region or use the CPU") from error
+                        f"render a smaller region" + ("" if self.device.type == "cpu" else " or use the CPU")
+                    ) from error
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
                 self.chunk = max(MIN_OOM_CHUNK, self.chunk // 2)
@@ -573,34 +836,40 @@ class Upscaler:
                 region: Region | None = None, progress: Progress = None) -> Image.Image:
         encoded = image if isinstance(image, Encoded) else self.encode(image)
         rgb = self.render(encoded, scale, region, progress)
-        return to_pil(rgb, self.render_alpha(encoded, scale, region))
+        return to_pil(rgb, self.render_alpha(encoded, scale, region), encoded.image.icc)
 
     def render_to_png(self, image: ImageLike | InputImage | Encoded, scale: Scale, path: str | os.PathLike,
                       region: Region | None = None, progress: Progress = None,
                       compress_level: int = 6, band_pixels: int = PNG_BAND_PIXELS) -> tuple[int, int]:
         """Render ``image`` (or an ``Encoded``) at ``scale`` straight into a PNG file; returns
-        (width, height). Outputs above ``band_pixels`` are rendered and compressed in bands of rows,
-        so memory stays bounded whatever the output size (the input's alpha channel is kept)."""
-        encoded = image if isinstance(image, Encoded) else self.encode(image)
-        (H, W), (top, left, rh, rw) = output_region(encoded.lr_size, scale, region)
+        (width, height). Outputs above ``band_pixels`` (or ``MAX_OUTPUT_PIXELS``) are rendered and
+        compressed in bands of rows, so memory stays bounded whatever the output size. The input's
+        alpha channel and RGB ICC profile are kept. The file appears whole or not at all (written
+        to a temporary file in the same folder, renamed at the end, removed on error or Ctrl-C)."""
+        source = image if isinstance(image, Encoded) else load_image(image)
+        lr_size = source.lr_size if isinstance(source, Encoded) else source.size
+        (H, W), (top, left, rh, rw) = output_region(lr_size, scale, region)
+        if check_output(path, (rh, rw)) != "PNG":  # before the encoder runs
+            raise ImageError(f"{path}: render_to_png writes PNG; give the file a .png name")
+        encoded = source if isinstance(source, Encoded) else self.encode(source)
         has_alpha = encoded.image.alpha is not None
         channels = 4 if has_alpha else 3
+        band_pixels = min(band_pixels, MAX_OUTPUT_PIXELS)  # each band is one render()
         band = rh if rh * rw <= band_pixels else max(1, band_pixels // rw)
         bands = [(t, min(band, top + rh - t)) for t in range(top, top + rh, band)]
-        bar, tick = _progress(progress, len(bands))
-
-        def chunk(kind: bytes, data: bytes) -> bytes:
-            return (struct.pack(">I", len(data)) + kind + data
-                    + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
+        # one band: render's own progress (per chunk) says more than a single band tick would
+        bar, tick = _progress(progress if len(bands) > 1 else None, len(bands))
+        inner = progress if len(bands) == 1 else None
         comp = zlib.compressobj(compress_level)
         prev = np.zeros((1, rw * channels), np.uint8)
         try:
-            with open(path, "wb") as fh:
+            with atomic_write(path) as fh:
                 fh.write(b"\x89PNG\r\n\x1a\n")
-                fh.write(chunk(b"IHDR", struct.pack(">IIBBBBB", rw, rh, 8, 6 if has_alpha else 2, 0, 0, 0)))
+                fh.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", rw, rh, 8, 6 if has_alpha else 2, 0, 0, 0)))
+                if encoded.image.icc:  # iCCP: profile name, NUL, compression method 0, zlib data
+                    fh.write(_png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(encoded.image.icc)))
                 for t, b in bands:
-                    rgb = self.render(encoded, scale, (t, left, b, rw))
+                    rgb = self.render(encoded, scale, (t, left, b, rw), inner)
                     if has_alpha:
                         rgb = np.dstack([rgb, self.render_alpha(encoded, scale, (t, left, b, rw))])
                     rows = rgb.reshape(b, rw * channels)
@@ -611,15 +880,21 @@ class Upscaler:
                     prev = rows[-1:].copy()
                     data = comp.compress(up.tobytes())
                     if data:
-                        fh.write(chunk(b"IDAT", data))
+                        fh.write(_png_chunk(b"IDAT", data))
                     del rgb, rows, up
                     tick()
-                fh.write(chunk(b"IDAT", comp.flush()))
-                fh.write(chunk(b"IEND", b""))
+                fh.write(_png_chunk(b"IDAT", comp.flush()))
+                fh.write(_png_chunk(b"IEND", b""))
         finally:
             if bar is not None:
                 bar.close()
         return rw, rh
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk: length, type, data, CRC of type and data."""
+    return (struct.pack(">I", len(data)) + kind + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
 
 
 def _progress(progress: Progress, total: int) -> tuple[object | None, Callable[[], None]]:
@@ -654,4 +929,9 @@ def upscale(image: ImageLike, scale: Scale, model: ImplicitSR | str = "hiif-edsr
         upscaler = _UPSCALERS[key]
     else:
         upscaler = Upscaler(model, device, chunk, precision, cache_size=1)
-    return upscaler.upscale(image, scale, progress=progress)
+    try:
+        return upscaler.upscale(image, scale, progress=progress)
+    finally:
+        # Keep the loaded model (loading is slow) but not this image's features: they are ~1–5 kB
+        # per input pixel, and a one-shot call has no later render to reuse them.
+        upscaler.clear()

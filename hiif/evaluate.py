@@ -20,8 +20,8 @@ import numpy as np
 from PIL import Image
 
 from .data.patches import IMAGE_SUFFIXES
-from .engine import Upscaler
-from .imageio import load_image
+from .engine import Upscaler, validate_scale
+from .imageio import check_writable, load_image
 from .metrics import benchmark_psnr, div2k_psnr
 
 PROTOCOLS: dict[str, Callable[[np.ndarray, np.ndarray, float], float]] = {
@@ -62,16 +62,21 @@ def predict(upscaler: Upscaler, lr: np.ndarray, out_hw: tuple[int, int]) -> np.n
 def evaluate(models: Sequence[str | Upscaler], data_dir: str | Path, scales: Sequence[float],
              protocol: str | None = None, device: str | None = None, precision: str = "fp32",
              progress: bool = True) -> dict[str, Any]:
-    """Mean PSNR per model and scale; bicubic is always included."""
+    """Mean PSNR per model and scale; bicubic is always included. Scales and images are checked
+    before any model loads."""
+    for s in scales:
+        if not isinstance(s, (int, float, np.number)) or isinstance(s, bool):
+            raise ValueError(f"evaluation scales are single numbers, got {s!r}")
+        validate_scale(s)
     paths = list_hr_images(data_dir)
     protocol = protocol or ("div2k" if "div2k" in str(data_dir).lower() else "benchmark")
     metric = PROTOCOLS[protocol]
+    images = [load_image(p).rgb for p in paths]
     models = [m for m in models if m != "bicubic"]
     upscalers = [Upscaler("bicubic", device=device)]
     for m in models:
         upscalers.append(m if isinstance(m, Upscaler) else Upscaler(m, device=device, precision=precision, cache_size=1))
     names = ["bicubic"] + [str(m) if not isinstance(m, Upscaler) else m.name for m in models]
-    images = [load_image(p).rgb for p in paths]
     table: dict[str, dict[str, float]] = {n: {} for n in names}
     seconds: dict[str, float] = {n: 0.0 for n in names}
     from tqdm import tqdm
@@ -165,22 +170,35 @@ def write_card(results: list[dict[str, Any]], path: str | Path, intro: str | Non
     path.write_text(model_card(results, intro))
 
 
-def plot_results(results: list[dict[str, Any]], path: str | Path) -> None:
+def set_scale_axis(ax, scales: Sequence[str | float]) -> list[float]:
+    """Log x axis whose ticks are exactly ``scales``, labelled ``×2``, ``×3.5`` …, with no minor
+    ticks (the log axis' own minor labels, e.g. at ×20, collide with ×18/×24)."""
+    from matplotlib.ticker import NullFormatter, NullLocator
+
+    xs = sorted({float(s) for s in scales})
+    ax.set_xscale("log")
+    ax.set_xticks(xs, labels=[f"×{x:g}" for x in xs])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("scale")
+    return xs
+
+
+def plot_results(results: list[dict[str, Any]], path: str | Path):
+    """Write one PSNR-vs-scale panel per result to ``path`` (PNG); returns the (closed) figure."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.2), squeeze=False)
     for ax, r in zip(axes[0], results):
-        bicubic = r["psnr"]["bicubic"]
+        scales: list[str] = []
         for name, row in r["psnr"].items():
-            xs = [float(s) for s in row]
-            ax.plot(xs, [row[s] for s in row], marker="o", label=name,
+            keys = sorted(row, key=float)
+            scales += keys
+            ax.plot([float(s) for s in keys], [row[s] for s in keys], marker="o", label=name,
                     linestyle="--" if name == "bicubic" else "-")
-        ax.set_xscale("log")
-        ax.set_xticks([float(s) for s in bicubic])
-        ax.set_xticklabels([f"×{s}" for s in bicubic])
-        ax.set_xlabel("scale")
+        set_scale_axis(ax, scales)
         ax.set_ylabel("PSNR (dB)")
         ax.set_title(f"{r['dataset']} ({r['protocol']})")
         ax.grid(alpha=0.3)
@@ -188,16 +206,30 @@ def plot_results(results: list[dict[str, Any]], path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return fig
 
 
-def run_cli(args) -> int:
-    try:
-        scales = [float(s) for s in args.scales.split(",") if s.strip()]
-    except ValueError:
-        raise ValueError(f"--scales: expected comma-separated numbers, got {args.scales!r}") from None
-    if not scales or any(not (1 <= s <= 30) for s in scales):
-        raise ValueError("--scales: each scale must be between 1 and 30")
-    folders = [d for d in args.data.split(",") if d]
+#: what ``--out`` and ``--plot`` can write
+RESULT_SUFFIXES = (".json", ".csv")
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def run_cli(args, scales: Sequence[float]) -> int:
+    """``python -m hiif evaluate``; ``scales`` as parsed (and checked) by :mod:`hiif.cli`. Every
+    folder and output path is checked before any model loads."""
+    folders = [d for d in args.data.split(",") if d.strip()]
+    if not folders:
+        raise ValueError("--data: no folder given")
+    for folder in folders:
+        list_hr_images(folder)
+    for option, path, suffixes in (("--out", args.out, RESULT_SUFFIXES), ("--plot", args.plot, PLOT_SUFFIXES),
+                                   ("--record", getattr(args, "record", None), (".json",)),
+                                   ("--card", getattr(args, "card", None), (".md",))):
+        if path is None:
+            continue
+        if Path(path).suffix.lower() not in suffixes:
+            raise ValueError(f"{option} {path}: expected a {' or '.join(suffixes)} file")
+        check_writable(path)
     results = [evaluate(args.model, d, scales, args.protocol, args.device, progress=not args.quiet)
                for d in folders]
     for r in results:
@@ -241,7 +273,7 @@ def model_card(results: list[dict[str, Any]], intro: str = "") -> str:
             init += f", {recipe['freeze']} frozen"
         lines.append(
             f"| {name} | {meta.get('steps', '?')} × {meta.get('batch', '?')} | {train_time} | "
-            f"{meta.get('device', '?')} | {meta.get('data', '?')} | {describe_schedule(optim)}, "
+            f"{meta.get('device', '?')} | {meta.get('data', '?')} | {describe_schedule(optim, json.loads(meta.get('earlier_cycles', '[]')))}, "
             f"{recipe.get('precision', '?')}{init} |")
     for r in results:
         lines += ["", format_table(r), "", "Gain over bicubic (dB):", "",

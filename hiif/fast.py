@@ -365,13 +365,19 @@ class FastHIIF(FastDecoder):
                 and all(b.kln.eps == b.vln.eps for b in model.attention_blocks))
 
     # -- per image -----------------------------------------------------------------------------
+    def builds_tables(self, h: int, w: int) -> bool:
+        """Whether ``encode`` of an h×w feature map builds the per-pixel lookup tables (4 × dim
+        float32 a pixel) by default: while they fit ``table_bytes``. The engine's memory
+        estimate asks the same question."""
+        return h * w * 4 * self.dim * 4 <= self.table_bytes
+
     def encode(self, inp: Tensor, tables: bool | None = None) -> dict[str, Tensor]:
         feat = self.model.freq(self.model.encoder(inp))
         _, c, h, w = feat.shape
         flat = feat[0].permute(1, 2, 0).reshape(h * w, c).contiguous()
         out = {"inp": inp, "feat": flat, "hw": torch.tensor([h, w])}
         if tables is None:
-            tables = h * w * 4 * c * 4 <= self.table_bytes
+            tables = self.builds_tables(h, w)
         if tables:
             slots = flat @ self.slot_weight.to(flat.device)  # (h·w, 4·fc1 width)
             out["slots"] = slots.view(h * w * 4, slots.shape[1] // 4)

@@ -3,16 +3,22 @@
 Every problem with an input becomes an :class:`ImageError` (a ``ValueError``) with one clear line:
 unreadable, truncated or empty files, decompression bombs, unsupported modes. Accepted inputs are
 normalised to RGB uint8 (EXIF rotation applied; greyscale, palette, CMYK and 16-bit converted; an
-alpha channel is returned separately so that it can be resized and put back).
+alpha channel is returned separately so that it can be resized and put back; an RGB ICC profile is
+kept for the output).
+
+Outputs are checked before any work (:func:`check_output`: folder, format, per-format size limits)
+and written whole or not at all (:func:`atomic_write`).
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import secrets
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import BinaryIO, Iterator, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -21,6 +27,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 MAX_INPUT_PIXELS = 16_777_216  # 4096 × 4096
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, bytes]
+
+#: output formats we write, by Pillow format name (alpha: whether the format keeps transparency)
+WRITABLE = {"PNG": True, "JPEG": False, "WEBP": True, "TIFF": True, "BMP": False}
+#: formats Pillow could write that would spoil an upscaled picture, and why
+REFUSED = {"GIF": "GIF keeps only 256 colours", "ICO": "icons are at most 256 px",
+           "ICNS": "icons are at most 1024 px", "CUR": "cursors are at most 256 px"}
+#: largest side each format can store (JPEG's 16-bit size fields, WebP's 14-bit ones)
+MAX_SIDE = {"JPEG": 65_500, "WEBP": 16_383}
+#: formats that carry an ICC profile through Pillow's ``icc_profile`` save option
+ICC_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")
 
 
 class ImageError(ValueError):
@@ -31,6 +47,7 @@ class ImageError(ValueError):
 class InputImage:
     rgb: np.ndarray  # (H, W, 3) uint8
     alpha: np.ndarray | None = None  # (H, W) uint8, when the input had transparency
+    icc: bytes | None = None  # the input's RGB ICC profile, carried to the output
 
     @property
     def size(self) -> tuple[int, int]:
@@ -49,7 +66,11 @@ def _from_array(array: np.ndarray) -> InputImage:
     elif a.dtype.kind == "f":
         if not np.isfinite(a).all():
             raise ImageError("image array contains NaN or infinite values")
-        a = np.clip(a, 0, 1) * 255 + 0.5
+        low, high = float(a.min()), float(a.max())
+        if low < 0 or high > 1:  # clipping 0–255 data to [0, 1] would give a white picture
+            raise ImageError(f"float image arrays must hold values in [0, 1], got {low:g} to {high:g} "
+                             "(divide by 255, or pass uint8)")
+        a = a * 255 + 0.5
     elif a.dtype == bool:
         a = a * 255
     elif a.dtype != np.uint8:
@@ -67,8 +88,18 @@ def _check_pixels(h: int, w: int) -> None:
                          f"{MAX_INPUT_PIXELS / 1e6:.1f} MP")
 
 
+def _rgb_profile(im: Image.Image) -> bytes | None:
+    """The image's ICC profile when it describes RGB data (bytes 16–19 of the header: the colour
+    space); CMYK or grey profiles do not fit the RGB picture we produce, so they are dropped."""
+    icc = im.info.get("icc_profile")
+    if isinstance(icc, bytes) and len(icc) >= 20 and icc[16:20] == b"RGB ":
+        return icc
+    return None
+
+
 def _from_pil(im: Image.Image) -> InputImage:
     _check_pixels(im.height, im.width)
+    icc = _rgb_profile(im)
     try:
         im = ImageOps.exif_transpose(im)
     except Exception:  # a broken EXIF block is not worth refusing the picture
@@ -88,7 +119,7 @@ def _from_pil(im: Image.Image) -> InputImage:
     alpha = np.asarray(rgba)[:, :, 3].copy() if rgba is not None else None
     if alpha is not None and alpha.min() == 255:
         alpha = None  # fully opaque: nothing to keep
-    return InputImage(np.ascontiguousarray(rgb), alpha)
+    return InputImage(np.ascontiguousarray(rgb), alpha, icc)
 
 
 def load_image(source: ImageLike | InputImage) -> InputImage:
@@ -138,22 +169,80 @@ def load_image(source: ImageLike | InputImage) -> InputImage:
         Image.MAX_IMAGE_PIXELS = previous
 
 
-def to_pil(rgb: np.ndarray, alpha: np.ndarray | None = None) -> Image.Image:
-    if alpha is None:
-        return Image.fromarray(rgb, "RGB")
-    return Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+def to_pil(rgb: np.ndarray, alpha: np.ndarray | None = None, icc: bytes | None = None) -> Image.Image:
+    image = Image.fromarray(rgb, "RGB") if alpha is None else Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+    if icc:
+        image.info["icc_profile"] = icc
+    return image
+
+
+def check_output(path: str | os.PathLike, size: tuple[int, int] | None = None) -> str:
+    """Check that an image can be written at ``path`` (``size``: its (height, width), if known)
+    before any work is done: the folder exists and is writable, the extension is a format we
+    write, and the size fits that format. Returns the Pillow format name; raises ImageError."""
+    path = Path(path)
+    ext = path.suffix.lower()
+    fmt = Image.registered_extensions().get(ext)
+    if fmt in REFUSED:
+        raise ImageError(f"{path}: cannot write {ext} ({REFUSED[fmt]}); use .png")
+    if fmt not in WRITABLE:
+        raise ImageError(f"{path}: unknown output format {ext or '(no extension)'} "
+                         "(use .png, .jpg, .webp, .tif or .bmp)")
+    if size is not None and fmt in MAX_SIDE and max(size) > MAX_SIDE[fmt]:
+        raise ImageError(f"{path}: a {size[1]}×{size[0]} image exceeds {fmt}'s limit of "
+                         f"{MAX_SIDE[fmt]:,} px per side; use .png")
+    check_writable(path)
+    return fmt
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """``path`` can be created or replaced: its folder exists and accepts a new file (tried, since
+    permission bits do not tell for root, read-only mounts or /proc), and it is not a folder."""
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise ImageError(f"{folder}: output folder does not exist")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not a file name")
+    probe = folder / f".{path.name}.{secrets.token_hex(4)}.probe"
+    try:
+        probe.open("xb").close()
+        probe.unlink()
+    except OSError as exc:
+        raise ImageError(f"{folder}: cannot write there ({exc.strerror or exc})") from None
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A file object for ``path`` that appears whole or not at all: the data goes to a temporary
+    file in the same folder, renamed over ``path`` on success, removed on any error or Ctrl-C."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fh = open(tmp, "xb")  # default permissions (umask), unlike mkstemp's 0600
+    try:
+        with fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def save_image(image: Image.Image, path: str | os.PathLike) -> None:
+    """Write ``image`` (format from the extension, :func:`check_output`). Alpha is composited on
+    white for formats without it (JPEG, BMP); the ICC profile in ``image.info`` is kept."""
     path = Path(path)
-    if not path.parent.is_dir():
-        raise ImageError(f"{path.parent}: output folder does not exist")
-    fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None:
-        raise ImageError(f"{path}: unknown output format (use .png, .jpg, .webp, …)")
-    if image.mode == "RGBA" and fmt in ("JPEG", "BMP"):
-        image = image.convert("RGB")
+    fmt = check_output(path, (image.height, image.width))
+    icc = image.info.get("icc_profile")
+    if not WRITABLE[fmt] and (image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info):
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, image.convert("RGBA")).convert("RGB")
+    options: dict = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    if icc and fmt in ICC_FORMATS:
+        options["icc_profile"] = icc
     try:
-        image.save(path, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
+        with atomic_write(path) as fh:
+            image.save(fh, format=fmt, **options)
     except (OSError, ValueError) as exc:
         raise ImageError(f"{path}: cannot write ({exc})") from None

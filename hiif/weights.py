@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -16,6 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from .engine import resolve_device
 from .models import ImplicitSR, create_model
 
 WEIGHTS_DIR = Path(os.environ.get("HIIF_WEIGHTS_DIR", Path(__file__).resolve().parents[1] / "weights"))
@@ -60,16 +62,29 @@ def _finish(model: ImplicitSR, spec: dict[str, Any], source: str,
     model.spec = spec
     model.source = source
     model.metadata = dict(metadata or {})
-    return model.to(device or "cpu").eval()
+    return model.to(_device(device)).eval()
+
+
+def _device(device: str | torch.device | None) -> torch.device:
+    """The CPU by default (loading never picks an accelerator by itself), else the device named,
+    checked by :func:`hiif.engine.resolve_device` (one clear line for a device this machine lacks)."""
+    return torch.device("cpu") if device is None else resolve_device(device)
 
 
 def build_from_state_dict(spec: dict[str, Any], state_dict: Mapping[str, torch.Tensor], source: str) -> ImplicitSR:
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) \
+            or not isinstance(spec.get("args", {}), dict):
+        raise WeightsError(f"{source}: the model spec must be {{'name': str, 'args': dict}}, got "
+                           f"{str(spec)[:80]}")
+    if not isinstance(state_dict, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()):
+        raise WeightsError(f"{source}: the state_dict must map parameter names to tensors")
     try:
         # Built on the meta device: random initialisation is skipped (SwinIR's takes seconds) and
         # every tensor comes from the state_dict below (strict, assign).
         with torch.device("meta"):
             model = create_model(spec)
-    except ValueError as exc:
+    except (ValueError, TypeError, KeyError) as exc:
         raise WeightsError(f"{source}: {exc}") from exc
     expected = model.state_dict()
     state = {}
@@ -99,6 +114,7 @@ def build_from_state_dict(spec: dict[str, Any], state_dict: Mapping[str, torch.T
 
 def load_safetensors(path: str | Path, device: str | torch.device | None = None) -> ImplicitSR:
     path = Path(path)
+    device = _device(device)
     if not path.is_file():
         raise WeightsError(f"{path}: no such weights file")
     try:
@@ -119,13 +135,22 @@ def load_safetensors(path: str | Path, device: str | torch.device | None = None)
 def load_official_checkpoint(path: str | Path, device: str | torch.device | None = None) -> ImplicitSR:
     """An official LIIF/LTE/HIIF training checkpoint (``ckpt['model'] = {name, args, sd}``)."""
     path = Path(path)
+    device = _device(device)
     if not path.is_file():
         raise WeightsError(f"{path}: no such checkpoint file")
     try:
         ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's message advises weights_only=False, i.e. running whatever the file contains
+        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+            raise WeightsError(f"{path}: not a plain tensor checkpoint (it holds pickled Python objects, "
+                               "which are not unpickled, for safety)") from None
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint (UnpicklingError: "
+                           f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     except Exception as exc:  # pickle/zip errors come in many types; none may crash the caller
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        first = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else ""
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint, truncated or damaged? "
+                           f"({type(exc).__name__}: {first})") from None
     entry = ckpt.get("model") if isinstance(ckpt, dict) else None
     if not isinstance(entry, dict) or "name" not in entry or "sd" not in entry:
         raise WeightsError(f"{path}: not an official checkpoint (expected ckpt['model'] with "
@@ -155,7 +180,9 @@ def save_safetensors(model: ImplicitSR, path: str | Path, metadata: Mapping[str,
 
 def load_model(source: str | os.PathLike | dict[str, Any], device: str | torch.device | None = None) -> ImplicitSR:
     """A zoo name (``hiif-edsr`` …), a ``.safetensors`` or official ``.pth`` path, or a spec dict
-    (freshly initialised). Raises :class:`WeightsError` with a clear message otherwise."""
+    (freshly initialised). Raises :class:`WeightsError` with a clear message otherwise, and
+    ``ValueError`` for a device this machine does not have (checked first: loading is slow)."""
+    device = _device(device)
     if isinstance(source, dict):
         try:
             model = create_model(source)
@@ -169,7 +196,8 @@ def load_model(source: str | os.PathLike | dict[str, Any], device: str | torch.d
         official = official_checkpoint_in_weights(text)
         if official is not None:
             return load_official_checkpoint(official, device)
-        raise WeightsError(f"{text}: weights not installed (expected {zoo_path(text)})")
+        raise WeightsError(f"{text}: weights not installed (expected {zoo_path(text)}; "
+                           "HIIF_WEIGHTS_DIR names another folder of weights)")
     path = Path(text)
     if path.suffix == ".safetensors":
         return load_safetensors(path, device)

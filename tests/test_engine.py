@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 import hiif
+import hiif.engine
 from hiif.engine import Upscaler, validate_scale
 from hiif.models.common import make_coord
 
@@ -121,6 +122,32 @@ def test_progress_callback_reaches_total(formula_models):
     assert seen and seen[-1][0] == seen[-1][1]
 
 
+def test_bf16_runs_as_float32_on_a_cpu_without_native_bf16(monkeypatch):
+    """There oneDNN lacks bf16 kernels for some layers (the render would fail) and emulates the
+    rest many times slower: the engine runs float32 and says so."""
+    import hiif.engine
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(hiif.engine, "native_cpu_bf16", lambda: False)
+    up = Upscaler("bicubic", precision="bf16")
+    assert up.precision == "fp32" and "bf16 is not native" in up.describe()
+    assert hiif.engine.effective_precision("fp32", cpu) == "fp32"
+    assert hiif.engine.effective_precision("bf16", torch.device("cuda")) == "bf16"
+    for bad in ("int8", "fp64"):
+        with pytest.raises(ValueError, match="precision must be"):
+            hiif.engine.effective_precision(bad, cpu)
+    with pytest.raises(ValueError, match="fp16 autocast is for CUDA"):
+        hiif.engine.effective_precision("fp16", cpu)
+    monkeypatch.setattr(hiif.engine, "native_cpu_bf16", lambda: True)
+    up = Upscaler("bicubic", precision="bf16")
+    assert up.precision == "bf16" and "not native" not in up.describe()
+
+
+needs_native_bf16 = pytest.mark.skipif(not hiif.engine.native_cpu_bf16(),
+                                       reason="this CPU has no native bf16: the engine runs float32")
+
+
+@needs_native_bf16
 @pytest.mark.parametrize("record", ["lte-edsr-baseline", "hiif-edsr-baseline", "liif-edsr-baseline"])
 def test_bf16_autocast_stays_close(record, formula_models):
     """bf16 is an option, not the default; with untrained formula weights (outputs far outside

@@ -1,0 +1,309 @@
+"""The demanding user's audit: every bad input refused up front with one line (CLI: exit 2, before
+any model loads), devices checked, outputs written whole or not at all, colour profiles and
+alpha carried to the output, malformed checkpoints named."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageCms
+from safetensors.torch import save_file
+
+import hiif
+import hiif.engine
+import hiif.evaluate
+import hiif.weights
+from hiif.cli import main
+from hiif.engine import Upscaler, resolve_device
+from hiif.imageio import ImageError, load_image, save_image
+from hiif.weights import WeightsError, load_model
+
+SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture
+def no_model_loads(monkeypatch):
+    """Any model load (weights or an evaluation Upscaler) fails the test."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the inputs were checked")
+    monkeypatch.setattr(hiif.weights, "load_model", refuse)
+    monkeypatch.setattr(hiif.evaluate, "Upscaler", refuse)
+
+
+def rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).random((h, w, 3)) * 255).astype(np.uint8)
+
+
+# -- 1. devices ------------------------------------------------------------------------------
+
+def _absent_devices() -> list[str]:
+    names = ["foo", "cuda:7" if torch.cuda.device_count() < 8 else "cuda:99", "meta"]
+    if not torch.cuda.is_available():
+        names.append("cuda")
+    if not torch.backends.mps.is_available():
+        names.append("mps")
+    return names
+
+
+@pytest.mark.parametrize("device", _absent_devices())
+def test_resolve_device_refuses_absent_devices_in_one_line(device):
+    with pytest.raises(ValueError) as info:
+        resolve_device(device)
+    assert "\n" not in str(info.value) and repr(device) in str(info.value)
+
+
+def test_load_model_checks_the_device_first(tmp_path):
+    with pytest.raises(ValueError, match="unknown device 'foo'"):
+        load_model(tmp_path / "missing.pth", device="foo")  # the device, not the missing file
+    assert next(load_model(hiif.ZOO["liif-edsr"], device="cpu").parameters()).device.type == "cpu"
+
+
+# -- 2. everything checked before a model loads ----------------------------------------------
+
+@pytest.mark.parametrize("case", [
+    "gif", "icon", "no_extension", "missing_folder", "parent_is_file", "output_is_folder",
+    "jpeg_too_wide", "webp_too_wide", "scale_underscore", "scale_trailing_comma", "scale_inf",
+    "scale_nan", "scale_zero", "scale_negative", "scale_above_30", "scale_three_values",
+    "device", "fp16_on_cpu", "unreadable_input", "chunk_zero"])
+def test_upscale_checks_everything_before_loading(case, tmp_path, capsys, no_model_loads):
+    src = tmp_path / "in.png"
+    Image.fromarray(rgb(5, 6)).save(src)
+    strip = tmp_path / "strip.png"
+    Image.fromarray(rgb(1, 3000)).save(strip)
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "dir.png").mkdir()
+    out = str(tmp_path / "o.png")
+    args = {
+        "gif": [str(src), str(tmp_path / "o.gif")],
+        "icon": [str(src), str(tmp_path / "o.ico")],
+        "no_extension": [str(src), str(tmp_path / "o")],
+        "missing_folder": [str(src), str(tmp_path / "nope" / "o.png")],
+        "parent_is_file": [str(src), str(tmp_path / "notes.txt" / "o.png")],
+        "output_is_folder": [str(src), str(tmp_path / "dir.png")],
+        "jpeg_too_wide": [str(strip), str(tmp_path / "o.jpg"), "--scale", "30"],  # 90,000 px wide
+        "webp_too_wide": [str(strip), str(tmp_path / "o.webp"), "--scale", "6"],  # 18,000 px wide
+        "scale_underscore": [str(src), out, "--scale", "1_5"],
+        "scale_trailing_comma": [str(src), out, "--scale", "2,"],
+        "scale_inf": [str(src), out, "--scale", "inf"],
+        "scale_nan": [str(src), out, "--scale", "nan"],
+        "scale_zero": [str(src), out, "--scale", "0"],
+        "scale_negative": [str(src), out, "--scale", "-2"],
+        "scale_above_30": [str(src), out, "--scale", "30.5"],
+        "scale_three_values": [str(src), out, "--scale", "2,2,2"],
+        "device": [str(src), out, "--device", "foo"],
+        "fp16_on_cpu": [str(src), out, "--precision", "fp16", "--device", "cpu"],
+        "unreadable_input": [str(tmp_path / "notes.txt"), out],
+        "chunk_zero": [str(src), out, "--chunk", "0"],
+    }[case]
+    if "--scale" not in args:
+        args += ["--scale", "2"]
+    assert main(["upscale", *args, "--model", "hiif-edsr", "--quiet"]) == 2
+    line = one_line_error(capsys)
+    if case.endswith("too_wide"):
+        assert "per side" in line and ".png" in line
+    assert not (tmp_path / "o.png").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no probe left behind
+
+
+def test_evaluate_scales_are_parsed_once_by_the_cli(tmp_path, monkeypatch):
+    folder = tmp_path / "set"
+    folder.mkdir()
+    Image.fromarray(rgb(8, 8)).save(folder / "a.png")
+    seen = {}
+
+    def fake_evaluate(models, data_dir, scales, *rest, **kw):
+        seen["scales"] = scales
+        return {"dataset": "set", "protocol": "benchmark", "images": 1, "scales": list(scales),
+                "psnr": {"bicubic": {f"{s:g}": 30.0 for s in scales}}, "seconds": {}}
+    monkeypatch.setattr(hiif.evaluate, "evaluate", fake_evaluate)
+    assert main(["evaluate", "--model", "bicubic", "--data", str(folder), "--scales", "2,3.5", "--quiet"]) == 0
+    assert seen["scales"] == [2.0, 3.5]
+
+
+@pytest.mark.parametrize("case", ["missing_folder", "empty_folder", "second_folder_missing",
+                                  "out_suffix", "out_folder", "plot_suffix", "plot_folder",
+                                  "scales_comma", "scales_underscore", "scales_inf", "scales_zero",
+                                  "scales_big", "device"])
+def test_evaluate_checks_everything_before_loading(case, tmp_path, capsys, no_model_loads):
+    good = tmp_path / "set"
+    good.mkdir()
+    Image.fromarray(rgb(8, 8)).save(good / "a.png")
+    (tmp_path / "empty").mkdir()
+    data, extra = str(good), []
+    data = {"missing_folder": str(tmp_path / "nope"), "empty_folder": str(tmp_path / "empty"),
+            "second_folder_missing": f"{good},{tmp_path / 'nope'}"}.get(case, data)
+    extra = {"out_suffix": ["--out", str(tmp_path / "r.txt")],
+             "out_folder": ["--out", str(tmp_path / "nope" / "r.json")],
+             "plot_suffix": ["--plot", str(tmp_path / "p.gif")],
+             "plot_folder": ["--plot", str(tmp_path / "nope" / "p.png")],
+             "scales_comma": ["--scales", "2,"], "scales_underscore": ["--scales", "2,1_5"],
+             "scales_inf": ["--scales", "inf"], "scales_zero": ["--scales", "0,2"],
+             "scales_big": ["--scales", "2,31"], "device": ["--device", "cuda:7"]}.get(case, [])
+    assert main(["evaluate", "--model", "hiif-edsr", "--data", data, *extra, "--quiet"]) == 2
+    one_line_error(capsys)
+
+
+def test_evaluate_library_checks_scales_and_images_before_models(tmp_path, no_model_loads):
+    folder = tmp_path / "set"
+    folder.mkdir()
+    Image.fromarray(rgb(8, 8)).save(folder / "a.png")
+    with pytest.raises(ValueError, match="scale"):
+        hiif.evaluate.evaluate(["hiif-edsr"], folder, [2, 0])
+    (folder / "b.png").write_bytes(b"not a png")
+    with pytest.raises(ImageError, match="b.png"):
+        hiif.evaluate.evaluate(["hiif-edsr"], folder, [2])
+
+
+# -- 3. outputs above MAX_OUTPUT_PIXELS: PNG streamed, others refused; whole or nothing ------
+
+def test_large_png_outputs_are_streamed(tmp_path, monkeypatch, capsys):
+    src = tmp_path / "in.png"
+    Image.fromarray(rgb(6, 5)).save(src)
+    expected = np.asarray(hiif.upscale(src, 4, "bicubic"))
+    monkeypatch.setattr(hiif.engine, "MAX_OUTPUT_PIXELS", 100)  # the 20×24 output is above it
+    out = tmp_path / "o.png"
+    assert main(["upscale", str(src), str(out), "--scale", "4", "--model", "bicubic", "--quiet"]) == 0
+    assert np.array_equal(np.asarray(Image.open(out)), expected)
+    assert main(["upscale", str(src), str(tmp_path / "o.jpg"), "--scale", "4", "--model", "bicubic",
+                 "--quiet"]) == 2
+    assert ".png" in one_line_error(capsys) and not (tmp_path / "o.jpg").exists()
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
+def test_render_to_png_is_whole_or_absent(tmp_path, monkeypatch, error):
+    up = Upscaler("bicubic", device="cpu")
+    enc = up.encode(rgb(10, 10))
+    out = tmp_path / "o.png"
+    out.write_bytes(b"previous result")
+    calls = []
+    real = up.render
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise error("stopped mid-file")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(up, "render", failing)
+    with pytest.raises(error):
+        up.render_to_png(enc, 3, out, band_pixels=200)
+    assert out.read_bytes() == b"previous result"  # the old file untouched, no partial one
+    assert [p.name for p in tmp_path.iterdir()] == ["o.png"]  # temporary file removed
+    monkeypatch.setattr(up, "render", real)
+    assert up.render_to_png(enc, 3, out, band_pixels=200) == (30, 30)
+    assert np.array_equal(np.asarray(Image.open(out)), up.render(enc, 3))
+    assert [p.name for p in tmp_path.iterdir()] == ["o.png"]
+
+
+def test_render_to_png_refuses_other_formats(tmp_path):
+    with pytest.raises(ImageError, match="PNG"):
+        Upscaler("bicubic", device="cpu").render_to_png(rgb(4, 4), 2, tmp_path / "o.jpg")
+    assert not (tmp_path / "o.jpg").exists()
+
+
+# -- 4. ICC profiles -------------------------------------------------------------------------
+
+def test_icc_profile_is_kept_everywhere(tmp_path):
+    src = tmp_path / "icc.png"
+    Image.fromarray(rgb(6, 7)).save(src, icc_profile=SRGB)
+    assert hiif.upscale(src, 2, "bicubic").info["icc_profile"] == SRGB
+    for ext in ("png", "jpg", "webp", "tif"):
+        out = tmp_path / f"o.{ext}"
+        assert main(["upscale", str(src), str(out), "--scale", "2", "--model", "bicubic", "--quiet"]) == 0
+        assert Image.open(out).info.get("icc_profile") == SRGB, ext
+    # render_to_png writes the iCCP chunk itself, in bands too; the pixels are unchanged by it
+    up = Upscaler("bicubic", device="cpu")
+    up.render_to_png(src, 2.5, tmp_path / "banded.png", band_pixels=40)
+    up.render_to_png(load_image(src).rgb, 2.5, tmp_path / "plain.png", band_pixels=40)
+    with Image.open(tmp_path / "banded.png") as im, Image.open(tmp_path / "plain.png") as plain:
+        assert im.info["icc_profile"] == SRGB and "icc_profile" not in plain.info
+        assert np.array_equal(np.asarray(im), np.asarray(plain))
+
+
+def test_non_rgb_profiles_are_not_attached_to_rgb_output(tmp_path):
+    grey = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()  # not an RGB space
+    src = tmp_path / "lab.png"
+    Image.fromarray(rgb(4, 4)).save(src, icc_profile=grey)
+    assert load_image(src).icc is None
+    assert "icc_profile" not in hiif.upscale(src, 2, "bicubic").info
+
+
+# -- 5. alpha on formats without it -----------------------------------------------------------
+
+@pytest.mark.parametrize("ext", ["bmp", "jpg"])
+def test_alpha_is_composited_on_white(tmp_path, ext):
+    colour = np.zeros((8, 8, 4), np.uint8)
+    colour[..., 0] = 200  # red everywhere, hidden where transparent
+    colour[:, :4, 3] = 0
+    colour[:, 4:, 3] = 255
+    out = tmp_path / f"o.{ext}"
+    save_image(Image.fromarray(colour, "RGBA"), out)
+    got = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    tol = 0 if ext == "bmp" else 12
+    assert np.abs(got[:, :2] - 255).max() <= tol  # transparent: white, not the hidden red
+    assert np.abs(got[:, 6:] - [200, 0, 0]).max() <= tol
+
+
+# -- 6. float arrays --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [128.0, -0.5, 1.5])
+def test_float_arrays_outside_unit_range_are_refused(value):
+    with pytest.raises(ImageError, match=r"\[0, 1\]"):
+        hiif.upscale(np.full((4, 4, 3), value, np.float32), 2, "bicubic")
+    assert np.asarray(hiif.upscale(np.full((4, 4, 3), 0.5, np.float32), 2, "bicubic")).max() == 128
+
+
+# -- 7. malformed checkpoints -----------------------------------------------------------------
+
+def _edsr_liif():
+    return load_model(hiif.ZOO["liif-edsr"])
+
+
+@pytest.mark.parametrize("case", ["not_a_dict", "no_model_key", "sd_is_a_tensor", "sd_values_not_tensors",
+                                  "name_not_str", "args_not_dict", "truncated", "wrong_shape"])
+def test_malformed_checkpoints_raise_weights_error(case, tmp_path):
+    spec = hiif.ZOO["liif-edsr"]
+    if case == "wrong_shape":
+        state = {k: v.contiguous() for k, v in _edsr_liif().state_dict().items()}
+        key = next(k for k, v in state.items() if v.ndim == 4)
+        state[key] = torch.zeros(state[key].shape[0] + 1, *state[key].shape[1:])
+        path = tmp_path / "bad.safetensors"
+        save_file(state, str(path), metadata={"spec": json.dumps(spec)})
+    else:
+        path = tmp_path / "bad.pth"
+        content = {"not_a_dict": [1, 2], "no_model_key": {"state_dict": {}},
+                   "sd_is_a_tensor": {"model": {**spec, "sd": torch.zeros(3)}},
+                   "sd_values_not_tensors": {"model": {**spec, "sd": {"x": 1}}},
+                   "name_not_str": {"model": {"name": ["liif"], "args": {}, "sd": {}}},
+                   "args_not_dict": {"model": {"name": "liif", "args": [1], "sd": {}}},
+                   "truncated": {"model": {**spec, "sd": _edsr_liif().state_dict()}}}[case]
+        torch.save(content, path)
+        if case == "truncated":
+            path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(WeightsError) as info:
+        load_model(path)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(str(path)), message
+    if case == "wrong_shape":
+        assert "shape" in message
+
+
+def test_pickled_checkpoint_is_not_advised_to_be_unpickled(tmp_path):
+    path = tmp_path / "pickled.pth"
+    # a checkpoint holding an arbitrary Python object
+    torch.save({"model": {"name": "liif", "args": {}, "sd": {}}, "extra": _Opaque()}, path)
+    with pytest.raises(WeightsError) as info:
+        load_model(path)
+    message = str(info.value)
+    assert "not a plain tensor checkpoint" in message and "pickled.pth" in message
+    assert "weights_only" not in message and "trust" not in message and "\n" not in message
+
+
+class _Opaque:
+    pass
