@@ -29,6 +29,7 @@ import torch
 import yaml
 
 from .data.patches import PatchSampler, list_images, load_images
+from .engine import effective_precision
 from .models import ImplicitSR, create_model
 from .weights import WEIGHTS_DIR, load_safetensors, save_safetensors
 
@@ -105,8 +106,14 @@ def learning_rate(step: int, optim: dict[str, Any]) -> float:
     return cosine(base, (step - warmup) / max(1, horizon - warmup))
 
 
-def describe_schedule(optim: dict[str, Any]) -> str:
-    """One line for model cards, e.g. ``Adam 0.0004, cosine to 30000, annealed 8000→14000``."""
+def describe_schedule(optim: dict[str, Any], earlier: list[dict[str, Any]] | None = None) -> str:
+    """One line for model cards, e.g. ``Adam 0.0004, cosine to 30000, annealed 8000→14000``.
+
+    ``earlier``: the schedules of the cycles these weights continue, oldest first (weights metadata
+    ``earlier_cycles``): they are described first, then this one as the further cycle it is."""
+    if earlier and optim.get("restart_at") is not None:
+        return (f"{describe_schedule(earlier[-1], earlier[:-1])}; further cycle at {optim['restart_at']} "
+                f"from {optim['restart_lr']} to {optim.get('steps', '?')}")
     text = f"Adam {optim.get('lr', '?')}, {optim.get('schedule', 'cosine')}"
     if optim.get("schedule", "cosine") == "multistep":
         return f"{text} at {optim.get('milestones', [])}"
@@ -141,18 +148,19 @@ def fitted_step_total(per_step: float, done: int, seconds_left: float, cap: int)
     return max(done, min(cap, int(done + max(0.0, seconds_left) / per_step) // 10 * 10))
 
 
-def write_fitted_config(base: str | Path, total: int, out: str | Path, start: int = 0) -> Path:
+def write_fitted_config(base: str | Path, total: int, out: str | Path, start: int = 0,
+                        restart_lr: float | None = None) -> Path:
     """A config that is ``base`` with a schedule ending, annealed, at step ``total``.
 
     From scratch (``start`` 0): one cosine to ``total`` (a warm-up of at most a fifth of it; no
     horizon, anneal or restart of a longer schedule). Continuing weights trained to step ``start``:
-    a further cycle, from half the base learning rate at ``start`` down to ``min_lr`` at ``total``,
-    after a warm-up for the fresh optimizer (at most a fifth of the cycle), and the config reads the
-    weights (``resume_from_weights``)."""
+    a further cycle, from ``restart_lr`` (default half the base learning rate) at ``start`` down to
+    ``min_lr`` at ``total``, after a warm-up for the fresh optimizer (at most a fifth of the cycle),
+    and the config reads the weights (``resume_from_weights``)."""
     base = Path(base).resolve()
     optim = Config.load(base).optim
     if start:
-        cycle = {"steps": total, "restart_at": start, "restart_lr": optim["lr"] / 2,
+        cycle = {"steps": total, "restart_at": start, "restart_lr": restart_lr or optim["lr"] / 2,
                  "warmup": min(optim.get("warmup", 0), (total - start) // 5)}
         raw = {"base": str(base), "optim": cycle, "resume_from_weights": True}
     else:
@@ -348,7 +356,12 @@ class Trainer:
         if self.frozen == "encoder":
             self.model.encoder.requires_grad_(False)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(trainable, lr=config.optim["lr"])
+        # fused Adam: one kernel for all parameters (22M parameters, an RDN model's, on the 2-core
+        # AVX2 CPU: 0.18 instead of 0.57 s a step)
+        self.optimizer = torch.optim.Adam(trainable, lr=config.optim["lr"],
+                                          fused=self.device.type in ("cpu", "cuda"))
+        if self.device.type == "cuda":  # fixed patch shapes: let cuDNN pick its fastest kernels once
+            torch.backends.cudnn.benchmark = True
         self.train_mode()
         d = config.data
         if images is None:
@@ -363,6 +376,9 @@ class Trainer:
         self.ema: WeightAverage | None = WeightAverage(self.model, float(self.ema_decay)) \
             if self.ema_decay else None
         self.warm_restart: int | None = None  # step at which a fresh optimizer took over
+        # the schedules of the finished cycles that this run continues (committed weights of another
+        # recipe), oldest first: the model card describes the whole history, not only the last cycle
+        self.earlier_cycles: list[dict[str, Any]] = []
         self.data_name = str(d.get("name", data_dir or d.get("train_dir", "data/trainset")))
 
     def train_mode(self) -> None:
@@ -383,6 +399,7 @@ class Trainer:
             "donors": json.dumps(self.donors), "hardware": json.dumps(self.hardware),
             # a resume inside a warm restart's warm-up goes on with the ramp, not at full rate
             "warm_restart": -1 if self.warm_restart is None else self.warm_restart,
+            "earlier_cycles": json.dumps(self.earlier_cycles),
         }
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state()
@@ -407,6 +424,7 @@ class Trainer:
         self.hardware = json.loads(state.get("hardware", "[]"))
         restart = int(state.get("warm_restart", -1))
         self.warm_restart = None if restart < 0 else restart
+        self.earlier_cycles = json.loads(state.get("earlier_cycles", "[]"))
         self.sampler.load_state_dict({"rng": json.loads(state["sampler"])})
         torch.set_rng_state(state["torch_rng"].cpu())
         py = json.loads(state["python_rng"])
@@ -459,12 +477,20 @@ class Trainer:
             self.started, self.start_note = True, f"{committed} at step {self.step}"
             self.donors = json.loads(weights.metadata.get("donors", "[]"))
             self.hardware = [h for h in weights.metadata.get("device", "").split(" + ") if h]
+            self.earlier_cycles = json.loads(weights.metadata.get("earlier_cycles", "[]"))
+            trained_by = json.loads(weights.metadata.get("recipe", "{}")).get("optim")
+            if trained_by and trained_by != self.cfg.optim:  # a further cycle of another schedule
+                self.earlier_cycles.append(trained_by)
             return f"{note}started from {committed} (step {self.step}, fresh optimizer)"
         return f"no checkpoint or weights; {self.start()}"
 
     # -- training ----------------------------------------------------------------------------
+    @property
+    def precision(self) -> str:
+        return effective_precision(self.cfg.raw.get("precision", "bf16"), self.device)
+
     def autocast(self):
-        precision = self.cfg.raw.get("precision", "bf16")
+        precision = self.precision
         if precision == "fp32":
             return torch.autocast(self.device.type, enabled=False)
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -575,7 +601,7 @@ class Trainer:
             "device": " + ".join(self.hardware) or "cpu",
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
             "recipe": json.dumps({"optim": self.cfg.optim, "data": self.cfg.data,
-                                  "precision": self.cfg.raw.get("precision", "bf16"),
+                                  "precision": self.precision,
                                   "init": self.cfg.raw.get("init"),
                                   "freeze": self.frozen}),
         }
@@ -583,6 +609,8 @@ class Trainer:
             meta["ema"] = f"{ema.decay:g} over {ema.updates} steps"
         if self.donors:
             meta["donors"] = json.dumps(self.donors)
+        if self.earlier_cycles:
+            meta["earlier_cycles"] = json.dumps(self.earlier_cycles)
         self.model.eval()
         with ema.swapped_in(self.model) if ema is not None else contextlib.nullcontext():
             out = save_safetensors(self.model, path, meta, spec=self.cfg.model)

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# A further annealed cycle of one encoder's committed trio on this machine, in equal rounds, so
+# that the three methods share the same budget whenever the run is stopped at a round boundary.
+#   nice -n 19 bash scripts/train_further.sh ENCODER STEPS [ROUND_STEPS [LR]] > runs/train.log 2>&1 &
+#   nice -n 19 bash scripts/train_further.sh edsr 1200 400 1e-4 > runs/train.log 2>&1 &
+# Each model's cycle (hiif.train.write_fitted_config): from its committed weights at step S, a
+# fresh optimizer warmed up, then a cosine from LR (default half the CPU config's learning rate)
+# down to min_lr at S+STEPS. The cycle is written once, to runs/further/<name>.yaml: a rerun after an interruption
+# finishes the same cycle from runs/<name>/checkpoint.pt. Rounds export to runs/further/<name>.safetensors;
+# weights/ is replaced by hand, and only where scripts/evaluate_encoder.sh shows a gain.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+encoder=${1:?encoder: edsr, rdn or swinir}; steps=${2:-600}; round=${3:-$steps}; lr=${4:-}
+[ -d data/trainset ] || python -m hiif.data build-trainset data/trainset
+mkdir -p runs/further
+for method in hiif liif lte; do
+  name=$method-$encoder
+  [ -f "runs/further/$name.yaml" ] || python - "$name" "$steps" "$lr" <<'PY'
+import sys
+from hiif.train import write_fitted_config
+from hiif.weights import WEIGHTS_DIR, load_safetensors
+name, steps, lr = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]) if sys.argv[3] else None
+start = int(load_safetensors(WEIGHTS_DIR / f"{name}.safetensors").metadata.get("steps", 0))
+write_fitted_config(f"configs/{name}.yaml", start + steps, f"runs/further/{name}.yaml", start=start, restart_lr=lr)
+print(f"{name}: further cycle {start} -> {start + steps}")
+PY
+done
+start() { python -c "import yaml, sys; print(yaml.safe_load(open(sys.argv[1]))['optim']['restart_at'])" "$1"; }
+for k in $(seq 1 $(( (steps + round - 1) / round ))); do
+  for method in hiif liif lte; do
+    name=$method-$encoder; config=runs/further/$name.yaml
+    until=$(( $(start "$config") + (k * round < steps ? k * round : steps) ))
+    echo "=== round $k $name to step $until $(date -u)"
+    python -m hiif train --config "$config" --resume --until "$until" --export "runs/further/$name.safetensors"
+  done
+done
+echo "=== done $(date -u)"
