@@ -29,3 +29,13 @@ def formula_models():
         return cache[name]
 
     return get
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small tensors: one thread is faster, and much faster on a busy machine (the module's tests
+    run with it: ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -27,12 +27,7 @@ SMALL = (RNG.random((48, 64, 3)) * 255).astype(np.uint8)  # ~10+ MB to encode wi
 MB = 1_000_000
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
