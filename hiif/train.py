@@ -334,6 +334,8 @@ class Trainer:
         self.run_dir = Path(run_dir or Path("runs") / config.name)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.progress = progress
+        # what really runs: bf16 only where the CPU has it natively (decided once, not per step)
+        self.precision = effective_precision(config.raw.get("precision", "bf16"), self.device)
         seed = int(config.raw.get("seed", 0))
         torch.manual_seed(seed)
         random.seed(seed)
@@ -485,10 +487,6 @@ class Trainer:
         return f"no checkpoint or weights; {self.start()}"
 
     # -- training ----------------------------------------------------------------------------
-    @property
-    def precision(self) -> str:
-        return effective_precision(self.cfg.raw.get("precision", "bf16"), self.device)
-
     def autocast(self):
         precision = self.precision
         if precision == "fp32":
