@@ -13,7 +13,10 @@ they fit ``hiif.fast.HIIF_TABLE_BYTES`` (1 GiB, i.e. inputs up to 512²); ``--no
 measure HIIF as it encodes larger inputs (without them). ``hiif.engine.ENCODE_BYTES_PER_PIXEL``
 is taken from this table (see benchmarks/RESULTS.md).
 
-    python benchmarks/encode_memory.py [--models hiif-edsr ...] [--sizes 64 128] [--oracle]
+``--tile N`` measures tiled encodes (``Upscaler(tile=N)``: N×N blocks with context) and adds the
+engine's estimate for them (``Upscaler.encode_memory_bytes(frame, tile)``), which must cover "added".
+
+    python benchmarks/encode_memory.py [--models hiif-edsr ...] [--sizes 64 128] [--oracle] [--tile N]
 """
 from __future__ import annotations
 
@@ -58,7 +61,7 @@ def _trim_heap() -> None:
         pass
 
 
-def child(name: str, size: int, tables: bool, fast: bool) -> None:
+def child(name: str, size: int, tables: bool, fast: bool, tile: int | None = None) -> None:
     import gc
     import resource
 
@@ -66,7 +69,7 @@ def child(name: str, size: int, tables: bool, fast: bool) -> None:
     from _common import build_model, test_image
     from hiif import Upscaler
 
-    up = Upscaler(build_model(name), device="cpu", fast=fast)
+    up = Upscaler(build_model(name), device="cpu", fast=fast, tile=tile)
     if not tables and up._fast is not None and hasattr(up._fast, "table_bytes"):
         up._fast.table_bytes = 0  # as for inputs above HIIF_TABLE_BYTES
     warm = up.encode(test_image(16))
@@ -90,13 +93,15 @@ def child(name: str, size: int, tables: bool, fast: bool) -> None:
     feature_bytes = sum(t.numel() * t.element_size() for t in enc.features.values()
                         if isinstance(t, torch.Tensor))
     fh, fw = enc.frame
-    print(json.dumps({"model": name, "size": size, "pixels": fh * fw, "how": how,
+    estimate = up.encode_memory_bytes(enc.frame, up._requested_tile(enc.frame))
+    print(json.dumps({"model": name, "size": size, "pixels": fh * fw, "how": how, "estimate": estimate,
                       "added": (peak_kb - before_kb) * 1024, "kept": (after_kb - before_kb) * 1024,
                       "features": feature_bytes, "tables": "slots" in enc.features}))
 
 
-def measure(name: str, size: int, tables: bool, fast: bool) -> dict:
+def measure(name: str, size: int, tables: bool, fast: bool, tile: int | None = None) -> dict:
     cmd = [sys.executable, __file__, "--child", "--models", name, "--sizes", str(size)]
+    cmd += [] if tile is None else ["--tile", str(tile)]
     cmd += [] if tables else ["--no-tables"]
     cmd += ["--oracle"] if not fast else []
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE)
@@ -111,22 +116,25 @@ def main() -> None:
     ap.add_argument("--sizes", nargs="+", type=int, default=[64, 128])
     ap.add_argument("--no-tables", action="store_true", help="HIIF without its lookup tables only")
     ap.add_argument("--oracle", action="store_true", help="Upscaler(fast=False): the models' own encode")
+    ap.add_argument("--tile", type=int, default=None, help="encode in tiles of this size (with context)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        return child(args.models[0], args.sizes[0], not args.no_tables, not args.oracle)
+        return child(args.models[0], args.sizes[0], not args.no_tables, not args.oracle, args.tile)
     sys.path.insert(0, str(HERE))
     from _common import MODELS, machine_line
 
     models = args.models or MODELS
     sizes = sorted(args.sizes)
     print(f"# peak RSS added by Upscaler.encode, float32, CPU, {'reference' if args.oracle else 'fast'} "
-          f"path; bytes per input pixel (SwinIR: padded frame)")
+          f"path{'' if args.tile is None else f', tiles of {args.tile}'}; bytes per input pixel (SwinIR: padded frame)")
     print(f"# {machine_line()}")
     head = " | ".join(f"{s}² added B/px | {s}² kept B/px" for s in sizes)
     slope = f" | slope {sizes[0]}²→{sizes[-1]}² B/px" if len(sizes) > 1 else ""
-    print(f"| model | {head}{slope} | features B/px |")
-    print("|---" * (2 + 2 * len(sizes) + (len(sizes) > 1)) + "|")
+    tiled = args.tile is not None
+    estimate_head = f" | {sizes[-1]}² estimate B/px" if tiled else ""
+    print(f"| model | {head}{slope} | features B/px{estimate_head} |")
+    print("|---" * (2 + 2 * len(sizes) + (len(sizes) > 1) + tiled) + "|")
     variants = []
     for name in models:
         variants.append((name, True))
@@ -138,7 +146,7 @@ def main() -> None:
     for name, tables in variants:
         label = name if (tables or not name.startswith("hiif-") or args.oracle) else f"{name} (no tables)"
         try:
-            rows = [measure(name, s, tables, not args.oracle) for s in sizes]
+            rows = [measure(name, s, tables, not args.oracle, args.tile) for s in sizes]
         except RuntimeError as exc:
             print(f"| {label} | failed: {exc} |", flush=True)
             continue
@@ -147,7 +155,8 @@ def main() -> None:
             a, b = rows[0], rows[-1]
             cells += f" | **{(b['added'] - a['added']) / (b['pixels'] - a['pixels']):,.0f}**"
         feat = rows[-1]["features"] / rows[-1]["pixels"]
-        print(f"| {label} | {cells} | {feat:,.0f} |", flush=True)
+        estimate = f" | {rows[-1]['estimate'] / rows[-1]['pixels']:,.0f}" if tiled else ""
+        print(f"| {label} | {cells} | {feat:,.0f}{estimate} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,8 @@ def parse_scales(text: str) -> list[float]:
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
-    from .engine import MAX_OUTPUT_PIXELS, Upscaler, effective_precision, output_size, resolve_device
+    from .engine import (MAX_OUTPUT_PIXELS, MIN_REQUESTED_TILE, Upscaler, effective_precision, output_size,
+                         resolve_device)
     from .imageio import check_output, load_image, save_image
     from .weights import load_model
 
@@ -67,6 +68,9 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     effective_precision(args.precision, device)  # fp16 on a CPU is refused here
     if args.chunk is not None and args.chunk < 1:
         raise CliError(f"--chunk: expected a positive number of queries, got {args.chunk}")
+    if args.tile is not None and (args.tile < 0 or 0 < args.tile < MIN_REQUESTED_TILE):
+        raise CliError(f"--tile: expected 0 (whole images only) or a tile size of at least "
+                       f"{MIN_REQUESTED_TILE} pixels, got {args.tile}")
     image = load_image(args.input)  # decoded whole: inputs are at most MAX_INPUT_PIXELS
     height, width = output_size(image.size, scale)
     fmt = check_output(args.output, (height, width))
@@ -74,7 +78,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         raise CliError(f"{args.output}: a {width}×{height} output ({height * width / 1e6:.0f} MP) is above "
                        f"{MAX_OUTPUT_PIXELS / 1e6:.0f} MP, which only .png outputs (rendered in bands) allow")
     model = "bicubic" if args.model == "bicubic" else load_model(args.model, device=device)
-    upscaler = Upscaler(model, device=device, chunk=args.chunk, precision=args.precision)
+    upscaler = Upscaler(model, device=device, chunk=args.chunk, precision=args.precision, tile=args.tile)
     if fmt == "PNG":  # streamed in bands: bounded memory at any size
         upscaler.render_to_png(image, scale, args.output, progress=not args.quiet)
     else:
@@ -163,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="hiif-edsr", help="zoo name, weights path, or 'bicubic'")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: CUDA if present)")
     p.add_argument("--chunk", type=int, default=None, help="queries per decoder call")
+    p.add_argument("--tile", type=int, default=None, metavar="N",
+                   help="encode in N×N tiles (exact for EDSR-baseline and RDN); 0: whole images only; "
+                        "default: whole when it fits in memory, else tiles as large as fit")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_upscale)

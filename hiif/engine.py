@@ -1,6 +1,7 @@
 """Arbitrary-scale inference: coordinates, chunking, feature caching, devices, precision.
 
-``Upscaler(model).encode(image)`` runs the encoder once; ``render(encoded, scale, region)`` then
+``Upscaler(model).encode(image)`` runs the encoder once (in tiles when the whole image would not fit
+in memory: ``encode_in_tiles``); ``render(encoded, scale, region)`` then
 decodes any scale, or any rectangle of the output, from those cached features in bounded memory
 (queries are decoded ``chunk`` at a time). ``render_to_png`` streams a whole output to a PNG file in
 bands of rows, so that memory does not grow with the output size.
@@ -49,7 +50,7 @@ from .models.common import pixel_centres
 from .models.encoders.edsr import EDSR
 from .models.encoders.rdn import RDN
 from .models.encoders.swinir import SwinIR
-from .fast import FastDecoder, fast_decoder, tune_allocator
+from .fast import CONV_BAND_PIXELS, FastDecoder, fast_decoder, tune_allocator
 
 MAX_SCALE = 30.0
 #: queries decoded per call by the oracle path: ~0.5 GB of activations on CPU for LIIF
@@ -84,6 +85,18 @@ ENCODE_BYTES_PER_PIXEL: dict[tuple[str, str], int] = {
 #: HIIF's figures, by encoder, while its fast decoder also builds the per-pixel lookup tables
 #: (``FastHIIF.builds_tables``: inputs up to 512²), measured and rounded the same way
 HIIF_TABLES_BYTES_PER_PIXEL: dict[str, int] = {"edsr": 12_500, "rdn": 21_500, "swinir": 27_000}
+#: Context (input pixels on each side, rounded up to whole windows) kept around each tile when the
+#: SwinIR encoder runs in tiles. Its shifted windows pass information across the whole image, so
+#: tiles are not exact for it (EDSR-baseline and RDN are: their context is their receptive field);
+#: measured in benchmarks/RESULTS.md section 13.
+SWINIR_TILE_CONTEXT = 32
+#: smallest tile (input pixels per side, without context) an automatic plan tries before evening
+#: the tiles out over the image
+MIN_TILE = 64
+#: smallest tile ``Upscaler(tile=N)`` accepts (smaller ones spend nearly all their work on context)
+MIN_REQUESTED_TILE = 16
+#: margin on the estimated memory of the features a tiled encode keeps for the whole image
+FEATURE_MEMORY_MARGIN = 1.25
 #: below this many pixels an input is not worth suggesting: the message says to free memory instead
 MIN_SUGGESTED_PIXELS = 16_384
 
@@ -292,6 +305,43 @@ def pad_symmetric(x: Tensor, height: int, width: int) -> Tensor:
     return x[..., :height, :width]
 
 
+def tile_geometry(encoder: torch.nn.Module) -> tuple[int, int, bool]:
+    """(context, alignment, exact) for running ``encoder`` in tiles: the pixels of context each
+    tile needs on each side, the multiple that tile sizes and offsets keep (SwinIR: its window),
+    and whether the stitched features then equal the whole image's (up to float rounding)."""
+    radius = getattr(encoder, "receptive_radius", None)
+    if radius is not None:
+        return int(radius), 1, True
+    align = int(getattr(encoder, "window_size", 1))
+    return math.ceil(SWINIR_TILE_CONTEXT / align) * align, align, False
+
+
+def tile_grid(size: tuple[int, int], tile: int) -> list[tuple[int, int]]:
+    """Top-left corners of the tile×tile blocks that cover ``size`` (h, w), row by row."""
+    return [(top, left) for top in range(0, size[0], tile) for left in range(0, size[1], tile)]
+
+
+def encode_in_tiles(encoder: torch.nn.Module, inp: Tensor, tile: int, context: int,
+                    tick: Callable[[], None] = lambda: None) -> Tensor:
+    """``encoder(inp)`` for a (1, 3, H, W) input, computed block by block: each tile×tile block is
+    encoded with ``context`` pixels around it (fewer at the image's edges, where the whole-image
+    encoder sees its zero padding too) and only the block is kept. Memory: one tile's activations
+    plus the (1, C, H, W) result. Exact when ``context`` covers the receptive field
+    (``tile_geometry``)."""
+    _, _, h, w = inp.shape
+    feat = None
+    for top, left in tile_grid((h, w), tile):
+        t0, l0 = max(0, top - context), max(0, left - context)
+        part = encoder(inp[..., t0:min(h, top + tile + context), l0:min(w, left + tile + context)])
+        if feat is None:
+            feat = part.new_empty(part.shape[0], part.shape[1], h, w)
+        th, tw = min(tile, h - top), min(tile, w - left)
+        feat[..., top:top + th, left:left + tw] = part[..., top - t0:top - t0 + th, left - l0:left - l0 + tw]
+        del part
+        tick()
+    return feat
+
+
 @dataclass
 class Encoded:
     """Encoder output for one image plus what rendering needs to know about it."""
@@ -314,7 +364,15 @@ class Upscaler:
     def __init__(self, model: ImplicitSR | str = "hiif-edsr", device: str | torch.device | None = None,
                  chunk: int | None = None, precision: str = "fp32", cell_rule: str = "official",
                  cache_size: int = 4, stats_max_queries: int = STATS_MAX_QUERIES, fast: bool = True,
-                 cache_bytes: int | None = None):
+                 cache_bytes: int | None = None, tile: int | None = None):
+        """``tile``: how the encoder meets large inputs. ``None`` (default): the whole image when
+        it fits in memory, else in tiles as large as fit; ``0``: whole images only (one that
+        does not fit is refused); ``N``: tiles of N×N input pixels (rounded up to SwinIR's window)
+        whenever the image is larger. See ``encode_in_tiles``."""
+        if tile is not None and (isinstance(tile, bool) or not isinstance(tile, numbers.Integral)
+                                 or 0 < tile < MIN_REQUESTED_TILE or tile < 0):
+            raise ValueError(f"tile must be None, 0 or at least {MIN_REQUESTED_TILE} pixels, got {tile!r}")
+        self.tile = None if tile is None else int(tile)
         self.device = resolve_device(device)
         if self.device.type == "cpu":
             tune_allocator()  # process-wide malloc settings, see hiif.fast.tune_allocator
@@ -346,6 +404,7 @@ class Upscaler:
                                if cache_bytes is None else cache_bytes)
         self._encoded: OrderedDict[str, Encoded] = OrderedDict()
         self._stats: OrderedDict[tuple, list[Tensor]] = OrderedDict()
+        self._feature_bytes: tuple[object, int] = (None, 0)  # feature_bytes_per_pixel's, by decoder state
 
     @property
     def fast(self) -> bool:
@@ -383,13 +442,15 @@ class Upscaler:
         return f"{self.name} on {self.device.type}, {precision}{decoder}"
 
     # -- encoding ------------------------------------------------------------------------------
-    def encode(self, image: ImageLike | InputImage) -> Encoded:
+    def encode(self, image: ImageLike | InputImage, progress: Progress = None) -> Encoded:
         """Run the encoder once per distinct image (cached by content).
 
-        On the CPU a new image whose estimated encoder memory (``encode_memory_bytes``) exceeds the
-        memory available now (``available_memory_bytes``) is refused with a one-line
-        ``MemoryError`` before the encoder runs; an out-of-memory inside the encoder also becomes a
-        one-line ``MemoryError``. Cached images are not checked again."""
+        On the CPU the plan is made before any large allocation (``plan_tiles``): the whole image
+        when its estimated encoder memory fits the memory available now, else tiles; one that fits
+        neither way is refused with a one-line ``MemoryError``. An out-of-memory inside the
+        encoder (CUDA) retries in smaller tiles, unless ``tile=0``, then also becomes a one-line
+        ``MemoryError``. ``progress`` (True: a tqdm bar; or a callable(done, total)) counts tiles.
+        Cached images are not checked again."""
         self._refresh_decoder()
         img = load_image(image)
         digest = hashlib.sha1(img.rgb.tobytes() + str(img.rgb.shape).encode())
@@ -410,34 +471,55 @@ class Upscaler:
                 frame = (math.ceil(h / ws) * ws, math.ceil(w / ws) * ws)
             if self.device.type == "cpu":
                 # Once per new image, before any large allocation: an encode that does not fit gets
-                # the process killed by the kernel without a message, so refuse it up front.
-                self._check_encode_memory(img.size, frame)
+                # the process killed by the kernel without a message, so plan it (or refuse it) here.
+                tile = self.plan_tiles(img.size, frame)
+            else:
+                tile = self._requested_tile(frame)
             inp = torch.from_numpy(img.rgb.copy()).to(self.device).permute(2, 0, 1).unsqueeze(0).float()
             inp = (inp / 255 - 0.5) / 0.5
             if frame != (h, w):
                 inp = pad_symmetric(inp, *frame)
-            # The encoder runs once per image, in float32 even when the decoder uses autocast: its
-            # features feed phases/frequencies where bf16 rounding is amplified.
-            out_of_memory = False
-            try:
-                with torch.inference_mode():
-                    features = self._fast.encode(inp) if self._fast is not None else self.model.encode(inp)
-            except (RuntimeError, MemoryError) as error:
-                if not is_out_of_memory(error):
-                    raise
-                out_of_memory = True  # raised below, once the failed encoder's frames are released
-            if out_of_memory:
-                del inp
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                raise MemoryError(self._out_of_memory_message(img.size, frame))
+            while True:
+                out_of_memory = False
+                try:
+                    features = self._features(inp, tile, progress)
+                    break
+                except (RuntimeError, MemoryError) as error:
+                    if not is_out_of_memory(error):
+                        raise
+                    out_of_memory = True  # handled below, once the failed encoder's frames are released
+                if out_of_memory:
+                    if self.device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    smaller = self._smaller_tile(frame, tile)
+                    if smaller is None:
+                        del inp
+                        raise MemoryError(self._out_of_memory_message(img.size, frame))
+                    tile = smaller
         encoded = Encoded(key, img, features, frame, self._producer)
         self._encoded[key] = encoded
         while len(self._encoded) > self.cache_size:
             self._encoded.popitem(last=False)
         return encoded
 
-    # -- memory needed to encode ---------------------------------------------------------------
+    def _features(self, inp: Tensor, tile: int | None, progress: Progress) -> dict[str, Tensor]:
+        """The decoder's features of ``inp``: the whole frame at once, or its encoder map in tiles."""
+        decoder = self._fast if self._fast is not None else self.model
+        # The encoder runs once per image, in float32 even when the decoder uses autocast: its
+        # features feed phases/frequencies where bf16 rounding is amplified.
+        with torch.inference_mode():
+            if tile is None:
+                return decoder.encode(inp)
+            context, _, _ = tile_geometry(self.model.encoder)
+            bar, tick = _progress(progress, len(tile_grid(tuple(inp.shape[-2:]), tile)), "encoding", "tile")
+            try:
+                feat = encode_in_tiles(self.model.encoder, inp, tile, context, tick)
+            finally:
+                if bar is not None:
+                    bar.close()
+            return decoder.features_from(feat, inp)
+
+    # -- memory needed to encode, and tiles ----------------------------------------------------
     @property
     def memory_label(self) -> str:
         """``method-encoder`` (e.g. ``hiif-rdn``) when both are known, else :attr:`name`."""
@@ -460,20 +542,123 @@ class Upscaler:
         key = (getattr(self.model, "method", ""), kind)
         return ENCODE_BYTES_PER_PIXEL.get(key, max(ENCODE_BYTES_PER_PIXEL.values()))
 
-    def encode_memory_bytes(self, frame: tuple[int, int]) -> int:
+    def encode_memory_bytes(self, frame: tuple[int, int], tile: int | None = None) -> int:
         """Estimated peak memory ``encode`` adds on the CPU for a feature frame (h, w) (the input;
-        SwinIR: padded to whole windows), from ``ENCODE_BYTES_PER_PIXEL``; 0 for bicubic."""
+        SwinIR: padded to whole windows): whole (``tile=None``), from ``ENCODE_BYTES_PER_PIXEL``,
+        or in tiles of ``tile`` (``tiled_memory_bytes``); 0 for bicubic."""
         if self.model is None:
             return 0
+        if tile is not None and tile < max(frame):
+            return self.tiled_memory_bytes(frame, tile)
         pixels = frame[0] * frame[1]
         return pixels * self._bytes_per_pixel(pixels)
 
+    def tiled_memory_bytes(self, frame: tuple[int, int], tile: int) -> int:
+        """Estimated peak of a tiled encode: one tile with its context at the whole-image rate,
+        plus what is kept for the whole frame (the stitched encoder map and the decoder's
+        features, ``feature_bytes_per_pixel``)."""
+        context, _, _ = tile_geometry(self.model.encoder)
+        th, tw = min(frame[0], tile + 2 * context), min(frame[1], tile + 2 * context)
+        pixels = frame[0] * frame[1]
+        # a tile's rate is the one without HIIF's tables: those are built once, for the whole map;
+        # a band of the table convolution holds its output and a channels-last copy of it
+        band = 2 * min(pixels, CONV_BAND_PIXELS) * self.feature_bytes_per_pixel(frame)
+        return th * tw * self._bytes_per_pixel(1 << 62) + pixels * self.feature_bytes_per_pixel(frame) + band
+
+    def feature_bytes_per_pixel(self, frame: tuple[int, int]) -> int:
+        """Bytes per frame pixel that a tiled encode holds once its tiles are done: the encoder's
+        map (float32) and the decoder's features made from it (measured on a 4×4 map: the tensors
+        ``features_from`` returns), twice for the reference path (its channels-last copy is made
+        whole), plus ``FEATURE_MEMORY_MARGIN``. The fast path's banded convolution adds a fixed
+        amount (``tiled_memory_bytes``)."""
+        key = ("feature_bytes", self._producer, self._fast is not None and self._fast.method == "hiif"
+               and self._fast.builds_tables(*frame))
+        if self._feature_bytes[0] != key:
+            c = self.model.encoder.out_dim
+            with torch.inference_mode():
+                probe, inp = torch.zeros(1, c, 4, 4), torch.zeros(1, 3, 4, 4)
+                if self._fast is None:
+                    made = self.model.features_from(probe, inp)
+                elif self._fast.method == "hiif":
+                    made = self._fast.features_from(probe, inp, tables=key[2])
+                else:
+                    made = self._fast.features_from(probe, inp)
+            kept = sum(t.numel() * t.element_size() for t in made.values()) / 16
+            per = 4 * c + kept * (2 if self._fast is None else 1)
+            self._feature_bytes = (key, int(math.ceil(per * FEATURE_MEMORY_MARGIN)))
+        return self._feature_bytes[1]
+
+    def _tile_align(self) -> int:
+        return tile_geometry(self.model.encoder)[1]
+
+    def _requested_tile(self, frame: tuple[int, int]) -> int | None:
+        """The tile size given as ``tile=N`` (aligned), or None when the frame is not larger."""
+        if not self.tile:
+            return None
+        align = self._tile_align()
+        tile = math.ceil(self.tile / align) * align
+        return tile if tile < max(frame) else None
+
+    def _smaller_tile(self, frame: tuple[int, int], tile: int | None) -> int | None:
+        """After an out-of-memory: half the tile (the frame's longer side at first), or None when
+        tiles are off or already at ``MIN_TILE``."""
+        if self.tile == 0 or self.model is None:
+            return None
+        align = self._tile_align()
+        current = max(frame) if tile is None else tile
+        smaller = math.ceil(current / 2 / align) * align
+        return smaller if MIN_TILE <= smaller < current else None
+
+    def _largest_tile(self, frame: tuple[int, int], available: int) -> int | None:
+        """The tile size whose tiled encode fits ``available``, as large as possible and then
+        evened out over the frame (3000 px at most 1,800 a tile: two of 1,500), or None."""
+        align = self._tile_align()
+        longest = max(frame)
+        tile = ((longest - 1) // align) * align  # smaller than the frame: else it is the whole
+        while tile > MIN_TILE and self.tiled_memory_bytes(frame, tile) > available:
+            tile = max(MIN_TILE, (int(tile * 0.85) // align) * align)
+        if tile < MIN_TILE or self.tiled_memory_bytes(frame, tile) > available:
+            return None
+        per_side = math.ceil(longest / tile)
+        return math.ceil(longest / per_side / align) * align
+
+    def plan_tiles(self, size: tuple[int, int], frame: tuple[int, int]) -> int | None:
+        """How ``encode`` runs an image of ``size`` (feature ``frame``) on the CPU: ``None`` = whole,
+        else the tile size. Raises a one-line ``MemoryError`` when the estimate exceeds the
+        memory available now either way; nothing is refused when that cannot be read."""
+        if self.model is None:
+            return None
+        requested = self._requested_tile(frame)
+        need = self.encode_memory_bytes(frame, requested)
+        available = available_memory_bytes()
+        if available is None or need <= available:
+            return requested
+        tiled = requested is not None
+        if self.tile is None:
+            tile = self._largest_tile(frame, available)
+            if tile is not None:
+                return tile
+            if max(frame) > MIN_TILE:  # say what the smallest tiles would need
+                need, tiled = self.tiled_memory_bytes(frame, MIN_TILE), True
+        h, w = size
+        how = " in tiles" if tiled else ""
+        raise MemoryError(f"{self.memory_label} needs ~{_format_bytes(need)} to encode a {w}×{h} image{how}, "
+                          f"{_format_bytes(available)} {'is' if available < 2e9 else 'are'} available: "
+                          f"{self._fit_advice(size, frame, available)}")
+
     def _max_pixels(self, available: int) -> int:
-        """The largest frame (pixels) whose estimated encode fits ``available`` bytes."""
+        """The largest frame (pixels) whose estimated encode fits ``available`` bytes (whole, or
+        in tiles when those are allowed)."""
         largest = available // self._bytes_per_pixel(1 << 62)  # beyond HIIF's table limit
         builds_tables = getattr(self._fast, "builds_tables", None)
         if builds_tables is not None and builds_tables(largest, 1):  # then tables come with it
             largest = available // self._bytes_per_pixel(1)
+        if self.tile != 0:
+            context = tile_geometry(self.model.encoder)[0]
+            side = (self.tile or MIN_TILE) + 2 * context
+            per = self.feature_bytes_per_pixel((1 << 31, 1 << 31))  # a frame beyond HIIF's table limit
+            rest = available - side * side * self._bytes_per_pixel(1 << 62) - 2 * CONV_BAND_PIXELS * per
+            largest = max(largest, rest // per)
         return int(largest)
 
     def _fit_advice(self, size: tuple[int, int], frame: tuple[int, int], available: int | None) -> str:
@@ -491,20 +676,6 @@ class Upscaler:
         mp = max_pixels / 1e6
         return (f"use an input of at most {mp:.1f} MP" if mp >= 1 else f"use an input of at most {mp:.2f} MP") + \
             f" (e.g. downscale it to {max(1, int(w * k))}×{max(1, int(h * k))}){smaller}"
-
-    def _check_encode_memory(self, size: tuple[int, int], frame: tuple[int, int]) -> None:
-        """Raise ``MemoryError`` (one line) when the estimated encode need exceeds the memory
-        available now; nothing is checked when the available memory cannot be read."""
-        need = self.encode_memory_bytes(frame)
-        if need == 0:
-            return
-        available = available_memory_bytes()
-        if available is None or need <= available:
-            return
-        h, w = size
-        raise MemoryError(f"{self.memory_label} needs ~{_format_bytes(need)} to encode a {w}×{h} image, "
-                          f"{_format_bytes(available)} {'is' if available < 2e9 else 'are'} available: "
-                          f"{self._fit_advice(size, frame, available)}")
 
     def _out_of_memory_message(self, size: tuple[int, int], frame: tuple[int, int]) -> str:
         h, w = size
@@ -584,7 +755,7 @@ class Upscaler:
             return self._render_bicubic(encoded, (H, W), (top, left, rh, rw))
         self._refresh_decoder()
         if encoded.producer is not self._producer:  # from another decoder or older weights
-            encoded = self.encode(encoded.image)
+            encoded = self.encode(encoded.image, progress)
 
         out = np.empty((rh * rw, 3), np.float32 if raw else np.uint8)
 
@@ -834,7 +1005,7 @@ class Upscaler:
 
     def upscale(self, image: ImageLike | InputImage | Encoded, scale: Scale,
                 region: Region | None = None, progress: Progress = None) -> Image.Image:
-        encoded = image if isinstance(image, Encoded) else self.encode(image)
+        encoded = image if isinstance(image, Encoded) else self.encode(image, progress)
         rgb = self.render(encoded, scale, region, progress)
         return to_pil(rgb, self.render_alpha(encoded, scale, region), encoded.image.icc)
 
@@ -851,7 +1022,7 @@ class Upscaler:
         (H, W), (top, left, rh, rw) = output_region(lr_size, scale, region)
         if check_output(path, (rh, rw)) != "PNG":  # before the encoder runs
             raise ImageError(f"{path}: render_to_png writes PNG; give the file a .png name")
-        encoded = source if isinstance(source, Encoded) else self.encode(source)
+        encoded = source if isinstance(source, Encoded) else self.encode(source, progress)
         has_alpha = encoded.image.alpha is not None
         channels = 4 if has_alpha else 3
         band_pixels = min(band_pixels, MAX_OUTPUT_PIXELS)  # each band is one render()
@@ -897,12 +1068,13 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
             + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
 
 
-def _progress(progress: Progress, total: int) -> tuple[object | None, Callable[[], None]]:
+def _progress(progress: Progress, total: int, desc: str = "decoding",
+              unit: str = "chunk") -> tuple[object | None, Callable[[], None]]:
     """A tick function for ``progress``: True -> tqdm bar, a callable -> ``callable(done, total)``."""
     done = [0]
     if progress is True:
         from tqdm import tqdm
-        bar = tqdm(total=total, unit="chunk", desc="decoding", leave=False)
+        bar = tqdm(total=total, unit=unit, desc=desc, leave=False)
         return bar, lambda: bar.update(1)
     if callable(progress):
         def tick() -> None:

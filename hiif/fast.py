@@ -44,6 +44,9 @@ from .models.common import EPS_SHIFT, NEIGHBOUR_SHIFTS, bilinear_skip, nearest_i
 #: HIIF level-0 tables (4 × 256 floats per LR pixel) are built up to this size; beyond it level 0
 #: gathers features and runs the 1028-wide LayerNorm + Linear per query (same result, slower).
 HIIF_TABLE_BYTES = 1 << 30
+#: feature maps above this many pixels go through their table convolution in bands of rows of
+#: about this size (a band's temporaries: ~2 × 512 floats a pixel with LTE, 0.5 GB)
+CONV_BAND_PIXELS = 1 << 18
 #: HIIF attention statistics are summed in float32 over aligned blocks of this many queries
 KV_BLOCK = 256
 
@@ -161,18 +164,40 @@ def _scale(t: Tensor, h: float, w: float) -> Tensor:
     return t * torch.tensor([h, w], dtype=t.dtype, device=t.device)
 
 
+def conv3x3_flat(feat: Tensor, weight: Tensor, bias: Tensor,
+                 band_pixels: int = CONV_BAND_PIXELS) -> Tensor:
+    """``conv2d(feat, weight, bias, padding=1)`` of a (1, C, h, w) map as a channels-last
+    (h·w, n) table. Maps above ``band_pixels`` are convolved in bands of rows (each with its
+    neighbour rows, zeros at the image's edges) written straight into the table, so that no
+    full-size (n, h, w) copy exists besides it: large tiled encodes stay within their estimate."""
+    dev = feat.device
+    weight, bias = weight.to(dev), bias.to(dev)
+    _, _, h, w = feat.shape
+    n = weight.shape[0]
+    if h * w <= band_pixels:
+        out = F.conv2d(feat, weight, bias, padding=1)
+        return out[0].permute(1, 2, 0).reshape(h * w, n).contiguous()
+    table = feat.new_empty(h * w, n)
+    band = max(1, band_pixels // w)
+    for top in range(0, h, band):
+        bottom = min(h, top + band)
+        rows = feat[..., max(0, top - 1):min(h, bottom + 1), :]
+        rows = F.pad(rows, (0, 0, 1 if top == 0 else 0, 1 if bottom == h else 0))
+        out = F.conv2d(rows, weight, bias, padding=(0, 1))
+        table[top * w:bottom * w] = out[0].permute(1, 2, 0).reshape(-1, n)
+    return table
+
+
 def conv_table(feat: Tensor, inp: Tensor, weight: Tensor, bias: Tensor) -> dict[str, Tensor]:
     """One 3×3 conv of the encoder features into a channels-last (h·w, n) lookup table."""
-    dev = feat.device
-    table = F.conv2d(feat, weight.to(dev), bias.to(dev), padding=1)
-    _, n, h, w = table.shape
-    return {"inp": inp, "table": table[0].permute(1, 2, 0).reshape(h * w, n).contiguous(),
-            "hw": torch.tensor([h, w])}
+    _, _, h, w = feat.shape
+    return {"inp": inp, "table": conv3x3_flat(feat, weight, bias), "hw": torch.tensor([h, w])}
 
 
 class FastDecoder:
-    """Common interface. ``encode(inp) -> tables``; ``query(tables, coord (Q, 2), cell (2,),
-    dtype) -> (Q, 3)`` in float32 (normalised space, as ``model.query_points``)."""
+    """Common interface. ``encode(inp) -> tables`` (the model's encoder, then
+    ``features_from(feat, inp)``); ``query(tables, coord (Q, 2), cell (2,), dtype) -> (Q, 3)`` in
+    float32 (normalised space, as ``model.query_points``)."""
 
     method = ""
     mixes_queries = False
@@ -194,6 +219,10 @@ class FastDecoder:
         return tuple(out)
 
     def encode(self, inp: Tensor) -> dict[str, Tensor]:
+        return self.features_from(self.model.encoder(inp), inp)
+
+    def features_from(self, feat: Tensor, inp: Tensor) -> dict[str, Tensor]:
+        """The lookup tables from the encoder's map ``feat`` (1, C, h, w) of ``inp``."""
         raise NotImplementedError
 
     def query(self, tables: dict[str, Tensor], coord: Tensor, cell: Tensor,
@@ -221,8 +250,8 @@ class FastLIIF(FastDecoder):
         return (model.feat_unfold and model.cell_decode and model.local_ensemble
                 and model.imnet is not None and len(model.imnet.layers) >= 3)
 
-    def encode(self, inp: Tensor) -> dict[str, Tensor]:
-        return conv_table(self.model.encoder(inp), inp, self.conv_weight, self.conv_bias)
+    def features_from(self, feat: Tensor, inp: Tensor) -> dict[str, Tensor]:
+        return conv_table(feat, inp, self.conv_weight, self.conv_bias)
 
     def query(self, tables: dict[str, Tensor], coord: Tensor, cell: Tensor,
               dtype: torch.dtype = torch.float32) -> Tensor:
@@ -263,8 +292,8 @@ class FastLTE(FastDecoder):
     def supports(model: nn.Module) -> bool:
         return model.phase.bias is None and model.coef.out_channels == model.freq.out_channels
 
-    def encode(self, inp: Tensor) -> dict[str, Tensor]:
-        return conv_table(self.model.encoder(inp), inp, self.conv_weight, self.conv_bias)
+    def features_from(self, feat: Tensor, inp: Tensor) -> dict[str, Tensor]:
+        return conv_table(feat, inp, self.conv_weight, self.conv_bias)
 
     def query(self, tables: dict[str, Tensor], coord: Tensor, cell: Tensor,
               dtype: torch.dtype = torch.float32) -> Tensor:
@@ -372,9 +401,12 @@ class FastHIIF(FastDecoder):
         return h * w * 4 * self.dim * 4 <= self.table_bytes
 
     def encode(self, inp: Tensor, tables: bool | None = None) -> dict[str, Tensor]:
-        feat = self.model.freq(self.model.encoder(inp))
-        _, c, h, w = feat.shape
-        flat = feat[0].permute(1, 2, 0).reshape(h * w, c).contiguous()
+        return self.features_from(self.model.encoder(inp), inp, tables)
+
+    def features_from(self, feat: Tensor, inp: Tensor, tables: bool | None = None) -> dict[str, Tensor]:
+        _, _, h, w = feat.shape
+        freq = self.model.freq
+        flat = conv3x3_flat(feat, freq.weight.detach(), freq.bias.detach())
         out = {"inp": inp, "feat": flat, "hw": torch.tensor([h, w])}
         if tables is None:
             tables = self.builds_tables(h, w)

@@ -71,7 +71,7 @@ def test_load_model_checks_the_device_first(tmp_path):
     "gif", "icon", "no_extension", "missing_folder", "parent_is_file", "output_is_folder",
     "jpeg_too_wide", "webp_too_wide", "scale_underscore", "scale_trailing_comma", "scale_inf",
     "scale_nan", "scale_zero", "scale_negative", "scale_above_30", "scale_three_values",
-    "device", "fp16_on_cpu", "unreadable_input", "chunk_zero"])
+    "device", "fp16_on_cpu", "unreadable_input", "chunk_zero", "tile_negative", "tile_too_small"])
 def test_upscale_checks_everything_before_loading(case, tmp_path, capsys, no_model_loads):
     src = tmp_path / "in.png"
     Image.fromarray(rgb(5, 6)).save(src)
@@ -101,6 +101,8 @@ def test_upscale_checks_everything_before_loading(case, tmp_path, capsys, no_mod
         "fp16_on_cpu": [str(src), out, "--precision", "fp16", "--device", "cpu"],
         "unreadable_input": [str(tmp_path / "notes.txt"), out],
         "chunk_zero": [str(src), out, "--chunk", "0"],
+        "tile_negative": [str(src), out, "--tile", "-1"],
+        "tile_too_small": [str(src), out, "--tile", "8"],
     }[case]
     if "--scale" not in args:
         args += ["--scale", "2"]

@@ -67,32 +67,40 @@ def test_table_covers_the_zoo():
                for e in engine.HIIF_TABLES_BYTES_PER_PIXEL)
 
 
-def test_too_large_is_refused_before_the_encoder_runs(monkeypatch, formula_models):
-    up = Upscaler(formula_models("hiif-edsr-baseline"))
+@pytest.mark.parametrize("tile", [0, None], ids=["whole-only", "tiles-allowed"])
+def test_too_large_is_refused_before_the_encoder_runs(monkeypatch, formula_models, tile):
+    up = Upscaler(formula_models("hiif-edsr-baseline"), tile=tile)
     forbid_encoder(monkeypatch, up)
     image = np.zeros((3000, 4000, 3), np.uint8)
     reads = available(monkeypatch, 2_000 * MB)
     with pytest.raises(MemoryError) as info:
         up.encode(image)
     message = str(info.value)
-    need = 3000 * 4000 * ENCODE_BYTES_PER_PIXEL[("hiif", "edsr")]  # 12 MP: no HIIF tables
-    assert up.encode_memory_bytes((3000, 4000)) == need
+    whole = 3000 * 4000 * ENCODE_BYTES_PER_PIXEL[("hiif", "edsr")]  # 12 MP: no HIIF tables
+    assert up.encode_memory_bytes((3000, 4000)) == whole
+    # tiles allowed: what even the smallest tiles need (the features kept for the whole image)
+    need = whole if tile == 0 else up.tiled_memory_bytes((3000, 4000), engine.MIN_TILE)
+    assert need < whole or tile == 0
     assert "\n" not in message and reads == [1] and up.cached() == {}
-    assert message.startswith(f"hiif-edsr needs ~{need / 1e9:.1f} GB to encode a 4000×3000 image, "
+    how = "" if tile == 0 else " in tiles"
+    assert message.startswith(f"hiif-edsr needs ~{need / 1e9:.1f} GB to encode a 4000×3000 image{how}, "
                               "2.0 GB are available: use an input of at most ")
     assert "backbone" not in message  # EDSR-baseline is already the smallest
     # the suggestion keeps the aspect ratio and fits what is available
     mp, w, h = re.search(r"at most ([\d.]+) MP \(e\.g\. downscale it to (\d+)×(\d+)\)", message).groups()
     w, h = int(w), int(h)
-    assert abs(w / h - 4 / 3) < 0.01 and abs(w * h / 1e6 - float(mp)) < 0.01
-    assert up.encode_memory_bytes((h, w)) <= 2_000 * MB < up.encode_memory_bytes((h + 4, w + 4))
+    assert abs(w / h - 4 / 3) < 0.01 and abs(w * h / 1e6 - float(mp)) < 0.05  # 'at most 1.2 MP'
+
+    def estimate(frame):
+        return up.encode_memory_bytes(frame) if tile == 0 else up.tiled_memory_bytes(frame, engine.MIN_TILE)
+    assert estimate((h, w)) <= 2_000 * MB < estimate((h + 4, w + 4))
 
 
 def test_heavier_backbones_are_told_about_a_smaller_one(monkeypatch, hiif_rdn):
     up = Upscaler(hiif_rdn)
     forbid_encoder(monkeypatch, up)
     available(monkeypatch, 1_500 * MB)
-    with pytest.raises(MemoryError, match=r"^hiif-rdn needs ~.* GB to encode a 1000×800 image, 1\.5 GB is "
+    with pytest.raises(MemoryError, match=r"^hiif-rdn needs ~.* GB to encode a 1000×800 image in tiles, 1\.5 GB is "
                                           r"available: use an input of at most 0\.\d\d MP .*"
                                           r"or a smaller backbone \(EDSR-baseline\)$"):
         up.encode(np.zeros((800, 1000, 3), np.uint8))
@@ -204,8 +212,8 @@ def test_upscale_keeps_the_model_but_not_the_features(monkeypatch, formula_model
     refs = []
     encode = up.encode
 
-    def spy(image):
-        enc = encode(image)
+    def spy(image, progress=None):
+        enc = encode(image, progress)
         refs.extend(weakref.ref(t) for t in enc.features.values() if isinstance(t, torch.Tensor))
         return enc
 

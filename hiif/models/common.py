@@ -1,4 +1,5 @@
-"""Pieces shared by the implicit decoders: coordinates, the MLP, and the 4-neighbour local ensemble.
+"""Pieces shared by the models: coordinates, the MLP, the 4-neighbour local ensemble of the implicit
+decoders, and the receptive field of the convolutional encoders.
 
 Conventions (identical to the official LIIF/LTE/HIIF code):
 - coordinates live in [-1, 1], last dim ``(row, col)``; pixel ``i`` of an axis of size ``n`` has its
@@ -122,6 +123,13 @@ def bilinear_skip(inp: Tensor, coord: Tensor) -> Tensor:
         inp, coord.flip(-1).unsqueeze(1), mode="bilinear", padding_mode="border", align_corners=False
     )
     return sampled[:, :, 0, :].permute(0, 2, 1)
+
+
+def conv_radius(module: nn.Module) -> int:
+    """Input pixels on each side that can influence one output pixel of a network made of
+    convolutions, residual sums and concatenations (EDSR, RDN): the sum of every conv's reach, an
+    upper bound whatever the wiring. The engine's tiled encoding keeps that much context."""
+    return sum((m.kernel_size[0] // 2) * m.dilation[0] for m in module.modules() if isinstance(m, nn.Conv2d))
 
 
 def to_channels_last(feature_map: Tensor) -> Tensor:

@@ -13,7 +13,9 @@ class ImplicitSR(nn.Module):
     """An encoder plus an implicit decoder.
 
     Pure interface: ``encode(inp) -> features`` and ``query_points(features, coord, cell) -> rgb``
-    keep no state between calls. ``forward(inp, coord, cell)`` keeps each method's official call.
+    keep no state between calls. ``encode`` is the encoder followed by ``features_from(feat, inp)``
+    (what the decoder derives from the encoder's feature map), so that the engine can run the
+    encoder tile by tile on large inputs. ``forward(inp, coord, cell)`` keeps each method's official call.
 
     ``coord`` (B, Q, 2) are query centres in [-1, 1] (row, col); ``cell`` (B, 2) is the output pixel
     size in the same units; results are (B, Q, 3) in the normalised space ((x - 0.5) / 0.5).
@@ -28,7 +30,13 @@ class ImplicitSR(nn.Module):
     clamps_cell: bool = True
     spec: dict[str, Any]
 
+    encoder: nn.Module
+
     def encode(self, inp: Tensor) -> Features:
+        return self.features_from(self.encoder(inp), inp)
+
+    def features_from(self, feat: Tensor, inp: Tensor) -> Features:
+        """The decoder's features from the encoder's map ``feat`` (B, C, h, w) of ``inp``."""
         raise NotImplementedError
 
     def query_points(self, features: Features, coord: Tensor, cell: Tensor) -> Tensor:

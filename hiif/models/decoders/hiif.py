@@ -100,8 +100,8 @@ class HIIF(ImplicitSR):
     def attention_blocks(self) -> list[LinearAttention]:
         return [self.conv0, self.conv1]
 
-    def encode(self, inp: Tensor) -> Features:
-        return {"inp": inp, "feat": to_channels_last(self.freq(self.encoder(inp)))}
+    def features_from(self, feat: Tensor, inp: Tensor) -> Features:
+        return {"inp": inp, "feat": to_channels_last(self.freq(feat))}
 
     def level0(self, features: Features, coord: Tensor, cell: Tensor) -> tuple[Tensor, Tensor]:
         """Level-0 MLP output (B, Q, C) and the in-cell position (B, Q, 2) of each query."""

@@ -27,8 +27,7 @@ class LIIF(ImplicitSR):
         in_dim = self.encoder.out_dim * (9 if feat_unfold else 1) + 2 + (2 if cell_decode else 0)
         self.imnet = create_model(imnet_spec, {"in_dim": in_dim}) if imnet_spec else None
 
-    def encode(self, inp: Tensor) -> Features:
-        feat = self.encoder(inp)
+    def features_from(self, feat: Tensor, inp: Tensor) -> Features:
         if self.feat_unfold:  # 3×3 neighbourhood per pixel, channel-major as F.unfold orders it
             b, c, h, w = feat.shape
             feat = F.unfold(feat, 3, padding=1).view(b, c * 9, h, w)

@@ -28,8 +28,7 @@ class LTE(ImplicitSR):
         self.phase = nn.Linear(2, hidden_dim // 2, bias=False)
         self.imnet = create_model(imnet_spec, {"in_dim": hidden_dim})
 
-    def encode(self, inp: Tensor) -> Features:
-        feat = self.encoder(inp)
+    def features_from(self, feat: Tensor, inp: Tensor) -> Features:
         return {"inp": inp, "coef": to_channels_last(self.coef(feat)),
                 "freq": to_channels_last(self.freq(feat))}
 

@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ..common import conv_radius
 from ..registry import register
 
 
@@ -56,6 +57,11 @@ class EDSR(nn.Module):
             conv3x3(n_feats, n_feats, kernel_size),
         )
         self.out_dim = n_feats
+
+    @property
+    def receptive_radius(self) -> int:
+        """Context (input pixels on each side) that makes a tile's inner features exact."""
+        return conv_radius(self)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.head(x)

@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ..common import conv_radius
 from ..registry import register
 
 # RDNconfig -> (number of RDBs D, conv layers per RDB C, growth rate G)
@@ -49,6 +50,11 @@ class RDN(nn.Module):
         self.RDBs = nn.ModuleList([ResidualDenseBlock(G0, g, c, RDNkSize) for _ in range(d)])
         self.GFF = nn.Sequential(nn.Conv2d(d * G0, G0, 1), nn.Conv2d(G0, G0, RDNkSize, padding=pad))
         self.out_dim = G0
+
+    @property
+    def receptive_radius(self) -> int:
+        """Context (input pixels on each side) that makes a tile's inner features exact."""
+        return conv_radius(self)
 
     def forward(self, x: Tensor) -> Tensor:
         shallow = self.SFENet1(x)

@@ -193,6 +193,8 @@ class SwinIR(nn.Module):
             raise ValueError("SwinIR encoder supports patch_size 1 only")
         self.window_size = window_size
         self.out_dim = num_feat
+        #: shifted windows pass information across the whole image: no finite exact tile context
+        self.receptive_radius = None
         self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, 1, 1)
         self.patch_embed = PatchNorm(embed_dim)
         rates = [x.item() for x in torch.linspace(0, drop_path_rate, sum(depths), device="cpu")]
