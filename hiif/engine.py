@@ -562,8 +562,9 @@ class Upscaler:
         pixels = frame[0] * frame[1]
         # a tile's rate is the one without HIIF's tables: those are built once, for the whole map;
         # a band of the table convolution holds its output and a channels-last copy of it
-        band = 2 * min(pixels, CONV_BAND_PIXELS) * self.feature_bytes_per_pixel(frame)
-        return th * tw * self._bytes_per_pixel(1 << 62) + pixels * self.feature_bytes_per_pixel(frame) + band
+        per = self.feature_bytes_per_pixel(frame)
+        band = 2 * min(pixels, CONV_BAND_PIXELS) * per
+        return th * tw * self._bytes_per_pixel(1 << 62) + pixels * per + band
 
     def feature_bytes_per_pixel(self, frame: tuple[int, int]) -> int:
         """Bytes per frame pixel that a tiled encode holds once its tiles are done: the encoder's
