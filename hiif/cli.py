@@ -1,4 +1,4 @@
-"""Command line: ``python -m hiif {upscale,models,train,export,evaluate}``.
+"""Command line: ``python -m hiif {upscale,compare,models,train,export,evaluate}``.
 
 User errors (bad files, bad scales, unknown models) print one line on stderr and exit with code 2.
 """
@@ -88,6 +88,67 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``compare --backbone`` choices -> the demo's backbone labels
+COMPARE_BACKBONES = {"edsr": "EDSR-baseline", "rdn": "RDN", "swinir": "SwinIR"}
+#: ``compare --size``: sides (output pixels) of the compared region
+COMPARE_SIZES = (16, 2048)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from . import demo
+    from .imageio import check_output, check_writable, save_image
+
+    scale = parse_scale(args.scale)
+    low, high = COMPARE_SIZES
+    if not low <= args.size <= high:
+        raise CliError(f"--size: expected a region side of {low} to {high} output pixels, got {args.size}")
+    centre = None
+    if args.center is not None:
+        expected = "X,Y (pixels of the input image)"
+        values = _numbers(args.center, "--center", expected)
+        if len(values) != 2:
+            raise CliError(f"--center: expected {expected}, got {args.center!r}")
+        (x, y), (h, w) = values, demo.image_size(args.input)
+        if x >= w or y >= h:
+            raise CliError(f"--center: ({x:g}, {y:g}) is outside the {w}×{h} input")
+        centre = demo.click_to_centre((x, y), (h, w))
+    check_output(args.output)
+    if args.crops is not None:
+        check_writable(Path(args.crops) / "probe.png")
+    limits = demo.local_limits(args.device)
+    mode = "Ground truth" if args.ground_truth else "Upscale"
+    job = demo.plan_job(args.input, COMPARE_BACKBONES[args.backbone], scale[1], scale[0], mode, centre,
+                        budget=args.size ** 2, limits=limits)
+    names = [f"{m}-{args.backbone}" for m in demo.METHODS]
+    models = demo.ModelSet(limits.device, limits, names=names)
+    comparison = models.compare(job, None if args.quiet else _fraction_bar())
+    figure = demo.comparison_figure(comparison)
+    save_image(figure, args.output)
+    if args.crops is not None:
+        demo.save_results(comparison, Path(args.crops), figure=False)
+    if not args.quiet:
+        (top, left, rh, rw), (H, W) = job.region, job.out_hw
+        print(f"{args.output}: {figure.width}×{figure.height} figure of the {rw}×{rh} region at "
+              f"x {left}, y {top} of the {W}×{H} output ({models.device_text()})", file=sys.stderr)
+        for row in [demo.TABLE_HEADERS, *comparison.table()]:
+            print("  ".join(f"{cell!s:<12}" for cell in row).rstrip(), file=sys.stderr)
+    return 0
+
+
+def _fraction_bar():
+    """A progress callback ``(fraction, text)`` drawing one tqdm bar on stderr."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=1000, unit="‰", leave=False, bar_format="{desc} {bar} {percentage:3.0f}%")
+
+    def report(fraction: float, text: str) -> None:
+        bar.set_description_str(text, refresh=False)
+        bar.update(max(0, round(fraction * 1000) - bar.n))
+        if fraction >= 1:
+            bar.close()
+    return report
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .weights import zoo_status
 
@@ -173,6 +234,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_upscale)
+
+    p = sub.add_parser("compare", help="a comparison figure: bicubic, LIIF, LTE and HIIF on one region")
+    p.add_argument("input")
+    p.add_argument("output", help="the figure (.png, .jpg, …)")
+    p.add_argument("--scale", required=True, help="S, or SY,SX for per-axis scales (1 to 30)")
+    p.add_argument("--backbone", choices=list(COMPARE_BACKBONES), default="edsr")
+    p.add_argument("--center", default=None, metavar="X,Y",
+                   help="centre of the region, in pixels of the input image (default: its middle)")
+    p.add_argument("--size", type=int, default=256, metavar="N",
+                   help="the region: about N×N pixels of the output (default 256)")
+    p.add_argument("--ground-truth", action="store_true",
+                   help="treat the input as ground truth: downsample it by the scale (bicubic), "
+                        "restore it, and score each method (PSNR on Y, SSIM) on the region")
+    p.add_argument("--crops", default=None, metavar="DIR", help="also save each method's region as a PNG here")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: CUDA if present)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("models", help="list the model zoo")
     p.set_defaults(func=cmd_models)

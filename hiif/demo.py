@@ -32,8 +32,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .engine import STATS_MAX_QUERIES, Upscaler, is_out_of_memory, output_size, resolve_device, validate_scale
-from .imageio import ImageError, InputImage, load_image
+from . import figure as figures
+from .engine import MAX_OUTPUT_PIXELS, STATS_MAX_QUERIES, Upscaler, is_out_of_memory, output_size, resolve_device, validate_scale
+from .figure import Panel, flatten_alpha
+from .imageio import MAX_INPUT_PIXELS, ImageError, InputImage, load_image
 from .metrics import psnr, ssim
 from .weights import ZOO, WeightsError, load_model
 
@@ -78,10 +80,11 @@ class Limits:
     stats_max_queries: int  # HIIF attention statistics exact up to this output size
     cache_bytes: int  # encoded features kept in memory, all models together
     job_seconds: float = 1200.0  # a job still decoding after this long is stopped with a message
+    shared: bool = True  # a server for many visitors: slower backbones get a share of a CPU's input limit
 
     def input_pixels_for(self, backbone: str) -> int:
-        """The input limit for one backbone (``CPU_INPUT_SHARE`` of it on a CPU)."""
-        if self.device != "cpu":
+        """The input limit for one backbone (``CPU_INPUT_SHARE`` of it on a shared CPU server)."""
+        if self.device != "cpu" or not self.shared:
             return self.input_pixels
         return int(self.input_pixels * CPU_INPUT_SHARE[BACKBONES[backbone]])
 
@@ -131,6 +134,16 @@ def device_limits(device: str | torch.device | None = None) -> Limits:
         cache_bytes=int(_env_number("HIIF_DEMO_CACHE_GB", base["cache_bytes"] / 2 ** 30) * 2 ** 30),
         job_seconds=_env_number("HIIF_DEMO_TIMEOUT", base["job_seconds"]),
     )
+
+
+def local_limits(device: str | torch.device | None = None) -> Limits:
+    """Limits for one user's own comparisons (``python -m hiif compare``): no time limit, no share
+    of a server, inputs up to the library's ``MAX_INPUT_PIXELS`` (the engine still refuses, or
+    tiles, what does not fit in memory)."""
+    dev = resolve_device(device)
+    return Limits(device=dev.type, preview_side=256, full_pixels=MAX_OUTPUT_PIXELS,
+                  input_pixels=MAX_INPUT_PIXELS, concurrency=1, chunk=None,
+                  stats_max_queries=STATS_MAX_QUERIES, cache_bytes=0, job_seconds=math.inf, shared=False)
 
 
 def megapixels(pixels: int) -> str:
@@ -682,10 +695,51 @@ def save_png(rgb: np.ndarray, alpha: np.ndarray | None, path: Path) -> Path:
     return path
 
 
+#: the methods' order in a comparison figure: the method shown last, as papers do
+FIGURE_ORDER = ("bicubic", "liif", "lte", "hiif")
+
+
+def comparison_figure(comparison: Comparison) -> Image.Image | None:
+    """The comparison as one figure for slides: the input (ground-truth mode: the whole ground
+    truth) with the region outlined, then the region from bicubic, LIIF, LTE and HIIF (and the
+    ground truth's), captioned with the backbone (ground-truth mode: each one's PSNR / SSIM).
+    None until every method has been rendered, or when none has an image."""
+    job = comparison.job
+    if any(m not in comparison.results for m in ORDER):
+        return None
+    panels = []
+    for method in FIGURE_ORDER:
+        r = comparison.results[method]
+        if r.image is None:
+            continue
+        if job.gt is not None:
+            caption = f"{r.psnr:.2f} dB · {r.ssim:.4f}" if math.isfinite(r.psnr) and math.isfinite(r.ssim) else ""
+        else:
+            caption = "" if method == "bicubic" else job.backbone
+        panels.append(Panel(r.label, flatten_alpha(r.image, r.alpha), caption))
+    if not panels:
+        return None
+    top, left, rh, rw = job.region
+    if job.gt is None:
+        sy, sx = job.scale
+        lr_h, lr_w = job.lr.size
+        overview = flatten_alpha(job.lr.rgb, job.lr.alpha)
+        box = (top / sy, left / sx, rh / sy, rw / sx)
+        label, caption = "Input", f"{lr_w}×{lr_h}, {scale_text(job.scale)}"
+    else:
+        panels.append(Panel("Ground truth", np.ascontiguousarray(job.gt[top:top + rh, left:left + rw]),
+                            "PSNR (Y) · SSIM" if len(panels) else ""))
+        overview, box = job.gt, job.region
+        label = "Ground truth"
+        caption = f"{job.gt.shape[1]}×{job.gt.shape[0]}, {scale_text(job.scale)}, {job.backbone}"
+    return figures.comparison_figure(panels, overview, None if job.full else box, label, caption)
+
+
 def save_results(comparison: Comparison, folder: Path,
-                 done: Mapping[str, Path] | None = None) -> dict[str, Path]:
+                 done: Mapping[str, Path] | None = None, figure: bool = True) -> dict[str, Path]:
     """One PNG per rendered method (``<input>_x<scale>_<model>[_region…].png``), plus the LR input
-    in ground-truth mode; methods already in ``done`` are not written again."""
+    in ground-truth mode and, once every method is rendered, the comparison figure
+    (``…_<backbone>-comparison….png``); files already in ``done`` are not written again."""
     paths: dict[str, Path] = dict(done or {})
     for method in ORDER:
         r = comparison.results.get(method)
@@ -695,7 +749,12 @@ def save_results(comparison: Comparison, folder: Path,
     job = comparison.job
     if job.gt is not None and "lr" not in paths:
         paths["lr"] = save_png(job.lr.rgb, None, folder / f"{file_stem(job, 'lr-input').split('_region')[0]}.png")
-    return {k: paths[k] for k in (*ORDER, "lr") if k in paths}
+    if figure and "figure" not in paths:
+        fig = comparison_figure(comparison)
+        if fig is not None:
+            name = f"{file_stem(job, BACKBONES[job.backbone] + '-comparison')}.png"
+            paths["figure"] = save_png(np.asarray(fig), None, folder / name)
+    return {k: paths[k] for k in (*ORDER, "lr", "figure") if k in paths}
 
 
 def full_render_offer(comparison: Comparison, limits: Limits) -> tuple[bool, str]:

@@ -309,3 +309,73 @@ def test_pickled_checkpoint_is_not_advised_to_be_unpickled(tmp_path):
 
 class _Opaque:
     pass
+
+
+# -- 9. compare: a comparison figure from the shell --------------------------------------------
+
+@pytest.fixture
+def no_model_set(monkeypatch):
+    import hiif.demo
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("models were loaded before the inputs were checked")
+    monkeypatch.setattr(hiif.demo, "ModelSet", refuse)
+
+
+@pytest.mark.parametrize("case", [
+    "size_small", "size_large", "center_one_value", "center_three_values", "center_negative",
+    "center_outside", "gif", "missing_folder", "crops_missing", "unreadable_input", "scale_zero",
+    "scale_nan", "device", "ground_truth_too_small"])
+def test_compare_checks_everything_before_loading(case, tmp_path, capsys, no_model_set):
+    src = tmp_path / "in.png"
+    Image.fromarray(rgb(12, 16)).save(src)
+    (tmp_path / "notes.txt").write_text("not an image")
+    out = str(tmp_path / "fig.png")
+    args = {
+        "size_small": [str(src), out, "--size", "8"],
+        "size_large": [str(src), out, "--size", "5000"],
+        "center_one_value": [str(src), out, "--center", "3"],
+        "center_three_values": [str(src), out, "--center", "1,2,3"],
+        "center_negative": [str(src), out, "--center=-1,2"],
+        "center_outside": [str(src), out, "--center", "16,3"],  # x beyond the 16 px width
+        "gif": [str(src), str(tmp_path / "fig.gif")],
+        "missing_folder": [str(src), str(tmp_path / "nope" / "fig.png")],
+        "crops_missing": [str(src), out, "--crops", str(tmp_path / "nope")],
+        "unreadable_input": [str(tmp_path / "notes.txt"), out],
+        "scale_zero": [str(src), out, "--scale", "0"],
+        "scale_nan": [str(src), out, "--scale", "nan"],
+        "device": [str(src), out, "--device", "foo"],
+        "ground_truth_too_small": [str(src), out, "--scale", "20", "--ground-truth"],  # 12 px / 20
+    }[case]
+    if "--scale" not in args:
+        args += ["--scale", "2"]
+    assert main(["compare", *args, "--quiet"]) == 2
+    one_line_error(capsys)
+    assert not (tmp_path / "fig.png").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no probe left behind
+
+
+def test_compare_writes_the_figure_and_the_crops(tmp_path, capsys):
+    src = tmp_path / "in.png"
+    Image.fromarray(rgb(64, 80)).save(src)
+    fig, crops = tmp_path / "fig.jpg", tmp_path / "crops"
+    crops.mkdir()
+    assert main(["compare", str(src), str(fig), "--scale", "2.5", "--center", "20,5", "--size", "32",
+                 "--crops", str(crops), "--ground-truth"]) == 0
+    err = capsys.readouterr().err
+    assert "figure of the 32×32 region" in err and "PSNR (dB)" in err
+    shown = Image.open(fig)
+    assert shown.format == "JPEG" and shown.width > 5 * 256  # the ground truth, 4 methods, its crop
+    names = sorted(p.name for p in crops.iterdir())
+    assert len(names) == 5 and all("_region-" in n or "lr-input" in n for n in names), names
+    assert not any("comparison" in n for n in names)  # the figure went where it was asked to
+
+
+def test_compare_without_hiif_weights_says_so(tmp_path, capsys, monkeypatch):
+    import hiif.weights
+
+    monkeypatch.setattr(hiif.weights, "WEIGHTS_DIR", tmp_path)
+    src = tmp_path / "in.png"
+    Image.fromarray(rgb(12, 16)).save(src)
+    assert main(["compare", str(src), str(tmp_path / "fig.png"), "--scale", "2", "--quiet"]) == 2
+    assert "HIIF weights are not available" in one_line_error(capsys)

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 import hiif
+import hiif.figure
 from hiif import demo
 from hiif.evaluate import make_pair
 from hiif.weights import ZOO
@@ -240,10 +241,12 @@ def test_compare_regions_cache_and_files(models, tmp_path):
     json.dumps(demo.api_info(comparison, models))
     # files: region PNGs named after the input, scale and model
     paths = demo.save_results(comparison, tmp_path)
-    assert set(paths) == {"hiif", "bicubic", "liif", "lte"}
+    assert set(paths) == {"hiif", "bicubic", "liif", "lte", "figure"}
     for method, path in paths.items():
         assert re.fullmatch(r"image_x7\.3_[a-z-]+_region-y\d+-x\d+-64x64\.png", path.name), path.name
-        assert np.array_equal(np.asarray(Image.open(path)), comparison.results[method].image)
+        if method != "figure":
+            assert np.array_equal(np.asarray(Image.open(path)), comparison.results[method].image)
+    assert paths["figure"].name.startswith("image_x7.3_edsr-comparison_region")
     offer, text = demo.full_render_offer(comparison, models.limits)
     assert offer and "Render the whole 117×88 output" in text
     assert not demo.full_render_offer(whole, models.limits)[0]
@@ -262,6 +265,34 @@ def test_ground_truth_scores_and_alpha(models, tmp_path):
                                 methods=["hiif"])
     path = demo.save_results(comparison, tmp_path)["hiif"]
     assert Image.open(path).mode == "RGBA"
+
+
+def test_comparison_figure_waits_for_every_method_and_shows_each_region(models):
+    job = demo.plan_job(IMAGE, "EDSR-baseline", 7.3, None, "Upscale", (0.3, 0.6), budget=32 * 32,
+                        limits=models.limits)
+    steps = list(models.compare_iter(job))
+    partial = demo.Comparison(job, dict(list(steps[-1].results.items())[:2]))
+    assert demo.comparison_figure(partial) is None  # HIIF and bicubic only: not yet
+    comparison = steps[-1]
+    fig = np.asarray(demo.comparison_figure(comparison))
+    ph, pw = hiif.figure.panel_size(32, 32)
+    zoom = ph // 32
+    assert fig.shape[1] == 5 * pw + 6 * hiif.figure.GAP  # the input, then four methods
+    for i, method in enumerate(demo.FIGURE_ORDER, start=1):  # HIIF last, as papers show it
+        x = hiif.figure.GAP + i * (pw + hiif.figure.GAP)
+        shown = fig[hiif.figure.GAP:hiif.figure.GAP + ph, x:x + pw]
+        expected = comparison.results[method].image.repeat(zoom, 0).repeat(zoom, 1)
+        assert np.array_equal(shown, expected), method
+    # ground truth: the scored methods and then the ground truth's own region
+    hr = np.asarray(Image.fromarray(IMAGE).resize((64, 48), Image.BICUBIC))
+    gt_job = demo.plan_job(hr, "EDSR-baseline", 2, None, "Ground truth", budget=24 * 24, limits=models.limits)
+    gt_fig = np.asarray(demo.comparison_figure(models.compare(gt_job)))
+    ph, pw = hiif.figure.panel_size(*gt_job.region[2:])
+    top, left, rh, rw = gt_job.region
+    x = hiif.figure.GAP + 5 * (pw + hiif.figure.GAP)
+    crop = hr[top:top + rh, left:left + rw]
+    assert np.array_equal(gt_fig[hiif.figure.GAP:hiif.figure.GAP + ph, x:x + pw],
+                          crop.repeat(ph // rh, 0).repeat(pw // rw, 1))
 
 
 def test_too_large_for_a_whole_render(models):
