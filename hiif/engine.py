@@ -542,6 +542,11 @@ class Upscaler:
         key = (getattr(self.model, "method", ""), kind)
         return ENCODE_BYTES_PER_PIXEL.get(key, max(ENCODE_BYTES_PER_PIXEL.values()))
 
+    def _bytes_per_pixel_without_tables(self) -> int:
+        """The rate of a frame too large for HIIF's lookup tables: a tile's (the tables are built
+        once, for the whole stitched map) and that of inputs beyond the table limit."""
+        return self._bytes_per_pixel(1 << 62)
+
     def encode_memory_bytes(self, frame: tuple[int, int], tile: int | None = None) -> int:
         """Estimated peak memory ``encode`` adds on the CPU for a feature frame (h, w) (the input;
         SwinIR: padded to whole windows): whole (``tile=None``), from ``ENCODE_BYTES_PER_PIXEL``,
@@ -560,11 +565,10 @@ class Upscaler:
         context, _, _ = tile_geometry(self.model.encoder)
         th, tw = min(frame[0], tile + 2 * context), min(frame[1], tile + 2 * context)
         pixels = frame[0] * frame[1]
-        # a tile's rate is the one without HIIF's tables: those are built once, for the whole map;
         # a band of the table convolution holds its output and a channels-last copy of it
         per = self.feature_bytes_per_pixel(frame)
         band = 2 * min(pixels, CONV_BAND_PIXELS) * per
-        return th * tw * self._bytes_per_pixel(1 << 62) + pixels * per + band
+        return th * tw * self._bytes_per_pixel_without_tables() + pixels * per + band
 
     def feature_bytes_per_pixel(self, frame: tuple[int, int]) -> int:
         """Bytes per frame pixel that a tiled encode holds once its tiles are done: the encoder's
@@ -650,7 +654,7 @@ class Upscaler:
     def _max_pixels(self, available: int) -> int:
         """The largest frame (pixels) whose estimated encode fits ``available`` bytes (whole, or
         in tiles when those are allowed)."""
-        largest = available // self._bytes_per_pixel(1 << 62)  # beyond HIIF's table limit
+        largest = available // self._bytes_per_pixel_without_tables()
         builds_tables = getattr(self._fast, "builds_tables", None)
         if builds_tables is not None and builds_tables(largest, 1):  # then tables come with it
             largest = available // self._bytes_per_pixel(1)
@@ -658,7 +662,7 @@ class Upscaler:
             context = tile_geometry(self.model.encoder)[0]
             side = (self.tile or MIN_TILE) + 2 * context
             per = self.feature_bytes_per_pixel((1 << 31, 1 << 31))  # a frame beyond HIIF's table limit
-            rest = available - side * side * self._bytes_per_pixel(1 << 62) - 2 * CONV_BAND_PIXELS * per
+            rest = available - side * side * self._bytes_per_pixel_without_tables() - 2 * CONV_BAND_PIXELS * per
             largest = max(largest, rest // per)
         return int(largest)
 
