@@ -5,13 +5,15 @@
     up = hiif.Upscaler("hiif-rdn")                          # encode once, render any scale/region
     enc = up.encode("photo.png"); a = up.render(enc, (2.5, 1.7))
     model = hiif.load_model("path/to/official.pth")         # official checkpoints load unchanged
+    hiif.compare("photo.png", 4, "rdn").figure().save("fig.png")  # bicubic/LIIF/LTE/HIIF figure
 """
+from .demo import compare
 from .engine import MAX_SCALE, Encoded, Upscaler, output_size, upscale, validate_scale
 from .imageio import ImageError, load_image
 from .models import ImplicitSR, create_model
 from .weights import ZOO, WeightsError, load_model, save_safetensors
 
-__all__ = ["upscale", "Upscaler", "Encoded", "load_model", "create_model", "save_safetensors",
+__all__ = ["upscale", "compare", "Upscaler", "Encoded", "load_model", "create_model", "save_safetensors",
            "validate_scale", "output_size", "load_image", "ImageError", "WeightsError",
            "ImplicitSR", "ZOO", "MAX_SCALE"]
 __version__ = "0.1.0"

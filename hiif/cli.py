@@ -88,48 +88,31 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     return 0
 
 
-#: ``compare --backbone`` choices -> the demo's backbone labels
-COMPARE_BACKBONES = {"edsr": "EDSR-baseline", "rdn": "RDN", "swinir": "SwinIR"}
-#: ``compare --size``: sides (output pixels) of the compared region
-COMPARE_SIZES = (16, 2048)
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
     from . import demo
     from .imageio import check_output, check_writable, save_image
 
     scale = parse_scale(args.scale)
-    low, high = COMPARE_SIZES
-    if not low <= args.size <= high:
-        raise CliError(f"--size: expected a region side of {low} to {high} output pixels, got {args.size}")
-    centre = None
+    center = None
     if args.center is not None:
         expected = "X,Y (pixels of the input image)"
-        values = _numbers(args.center, "--center", expected)
-        if len(values) != 2:
+        center = _numbers(args.center, "--center", expected)
+        if len(center) != 2:
             raise CliError(f"--center: expected {expected}, got {args.center!r}")
-        (x, y), (h, w) = values, demo.image_size(args.input)
-        if x >= w or y >= h:
-            raise CliError(f"--center: ({x:g}, {y:g}) is outside the {w}×{h} input")
-        centre = demo.click_to_centre((x, y), (h, w))
     check_output(args.output)
     if args.crops is not None:
-        check_writable(Path(args.crops) / "probe.png")
-    limits = demo.local_limits(args.device)
-    mode = "Ground truth" if args.ground_truth else "Upscale"
-    job = demo.plan_job(args.input, COMPARE_BACKBONES[args.backbone], scale[1], scale[0], mode, centre,
-                        budget=args.size ** 2, limits=limits)
-    names = [f"{m}-{args.backbone}" for m in demo.METHODS]
-    models = demo.ModelSet(limits.device, limits, names=names)
-    comparison = models.compare(job, None if args.quiet else _fraction_bar())
-    figure = demo.comparison_figure(comparison)
+        check_writable(Path(args.crops) / "crop.png")
+    comparison = demo.compare(args.input, scale, args.backbone, center=center, size=args.size,
+                              ground_truth=args.ground_truth, device=args.device,
+                              progress=None if args.quiet else _fraction_bar())
+    figure = comparison.figure()
     save_image(figure, args.output)
     if args.crops is not None:
         demo.save_results(comparison, Path(args.crops), figure=False)
     if not args.quiet:
-        (top, left, rh, rw), (H, W) = job.region, job.out_hw
+        (top, left, rh, rw), (H, W) = comparison.job.region, comparison.job.out_hw
         print(f"{args.output}: {figure.width}×{figure.height} figure of the {rw}×{rh} region at "
-              f"x {left}, y {top} of the {W}×{H} output ({models.device_text()})", file=sys.stderr)
+              f"x {left}, y {top} of the {W}×{H} output", file=sys.stderr)
         for row in [demo.TABLE_HEADERS, *comparison.table()]:
             print("  ".join(f"{cell!s:<12}" for cell in row).rstrip(), file=sys.stderr)
     return 0
@@ -239,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("output", help="the figure (.png, .jpg, …)")
     p.add_argument("--scale", required=True, help="S, or SY,SX for per-axis scales (1 to 30)")
-    p.add_argument("--backbone", choices=list(COMPARE_BACKBONES), default="edsr")
+    p.add_argument("--backbone", choices=["edsr", "rdn", "swinir"], default="edsr")
     p.add_argument("--center", default=None, metavar="X,Y",
                    help="centre of the region, in pixels of the input image (default: its middle)")
     p.add_argument("--size", type=int, default=256, metavar="N",

@@ -56,6 +56,8 @@ SLIDER_MAX_PIXELS = 2048 * 2048
 #: the API returns whole images up to this output size, the region around the centre beyond it
 API_MAX_PIXELS = 2048 * 2048
 TABLE_HEADERS = ["Method", "Model", "Time (s)", "PSNR (dB)", "SSIM"]
+#: the methods' order in a comparison figure: the method shown last, as papers do
+FIGURE_ORDER = ("bicubic", "liif", "lte", "hiif")
 
 Progress = Callable[[float, str], None]
 
@@ -416,6 +418,41 @@ class Comparison:
             return None
         return sum(self.job.out_pixels / rate for rate in rates.values())
 
+    def figure(self) -> Image.Image | None:
+        """This comparison as one figure for slides: the input (ground-truth mode: the whole ground
+        truth) with the region outlined, then the region from bicubic, LIIF, LTE and HIIF (and the
+        ground truth's), captioned with the backbone (ground-truth mode: each one's PSNR / SSIM).
+        None until every method has been rendered, or when none has an image."""
+        job = self.job
+        if any(m not in self.results for m in ORDER):
+            return None
+        panels = []
+        for method in FIGURE_ORDER:
+            r = self.results[method]
+            if r.image is None:
+                continue
+            if job.gt is not None:
+                caption = f"{r.psnr:.2f} dB · {r.ssim:.4f}" if math.isfinite(r.psnr) and math.isfinite(r.ssim) else ""
+            else:
+                caption = "" if method == "bicubic" else job.backbone
+            panels.append(Panel(r.label, flatten_alpha(r.image, r.alpha), caption))
+        if not panels:
+            return None
+        top, left, rh, rw = job.region
+        if job.gt is None:
+            sy, sx = job.scale
+            lr_h, lr_w = job.lr.size
+            overview = flatten_alpha(job.lr.rgb, job.lr.alpha)
+            box = (top / sy, left / sx, rh / sy, rw / sx)
+            label, caption = "Input", f"{lr_w}×{lr_h}, {scale_text(job.scale)}"
+        else:
+            panels.append(Panel("Ground truth", np.ascontiguousarray(job.gt[top:top + rh, left:left + rw]),
+                                "PSNR (Y) · SSIM" if len(panels) else ""))
+            overview, box = job.gt, job.region
+            label = "Ground truth"
+            caption = f"{job.gt.shape[1]}×{job.gt.shape[0]}, {scale_text(job.scale)}, {job.backbone}"
+        return figures.comparison_figure(panels, overview, None if job.full else box, label, caption)
+
 
 def _feature_bytes(encoded) -> int:
     feats = getattr(encoded, "features", None) or {}
@@ -647,6 +684,52 @@ class ModelSet:
         return result
 
 
+#: sides (output pixels) of the region :func:`compare` renders
+COMPARE_SIDES = (16, 2048)
+
+
+def compare(image: object, scale: object, backbone: str = "edsr", *,
+            center: tuple[float, float] | None = None, size: int = 256, ground_truth: bool = False,
+            device: str | torch.device | None = None, progress: Progress | None = None) -> Comparison:
+    """Bicubic, LIIF, LTE and HIIF on one ``backbone`` (``edsr``, ``rdn``, ``swinir`` or the demo's
+    labels), on about ``size``² pixels of the output around ``center`` ((x, y) in pixels of
+    ``image``; default its middle), for one user's own machine (:func:`local_limits`).
+
+    ``scale``: a number or ``(sy, sx)``. ``ground_truth``: ``image`` is the high-resolution
+    picture, downsampled by the scale (bicubic), restored and scored (PSNR on Y, SSIM). The result's
+    ``figure()`` is the comparison figure, ``table()`` the times and scores. Bad input raises a
+    one-line :class:`DemoError` before any model loads.
+    """
+    suffix = BACKBONES.get(backbone, backbone)
+    labels = {v: k for k, v in BACKBONES.items()}
+    if suffix not in labels:
+        raise DemoError(f"unknown backbone {backbone!r}; choose one of {', '.join(labels)}")
+    low, high = COMPARE_SIDES
+    if isinstance(size, bool) or not isinstance(size, int) or not low <= size <= high:
+        raise DemoError(f"the region side must be a whole number of {low} to {high} output pixels, got {size!r}")
+    sy, sx = scale if isinstance(scale, (tuple, list)) and len(scale) == 2 else (scale, scale)
+    name = safe_stem(image if isinstance(image, (str, Path)) else None)
+    try:
+        img = load_image(image)
+    except ImageError as exc:
+        raise DemoError(f"cannot use this image: {exc}") from None
+    centre = None
+    if center is not None:
+        h, w = img.size
+        try:
+            x, y = (float(v) for v in center)
+        except (TypeError, ValueError):
+            raise DemoError(f"the centre must be (x, y) in pixels of the image, got {center!r}") from None
+        if not (0 <= x < w and 0 <= y < h):
+            raise DemoError(f"the centre ({x:g}, {y:g}) is outside the {w}×{h} image")
+        centre = click_to_centre((x, y), (h, w))
+    limits = local_limits(device)
+    job = plan_job(img, labels[suffix], sx, sy, "Ground truth" if ground_truth else "Upscale", centre,
+                   budget=size * size, limits=limits, name=name)
+    models = ModelSet(limits.device, limits, names=[f"{m}-{suffix}" for m in METHODS])
+    return models.compare(job, progress)
+
+
 def _origin(metadata: Mapping[str, str]) -> str:
     if metadata.get("origin") == "official checkpoint":
         return "official checkpoint"
@@ -695,46 +778,6 @@ def save_png(rgb: np.ndarray, alpha: np.ndarray | None, path: Path) -> Path:
     return path
 
 
-#: the methods' order in a comparison figure: the method shown last, as papers do
-FIGURE_ORDER = ("bicubic", "liif", "lte", "hiif")
-
-
-def comparison_figure(comparison: Comparison) -> Image.Image | None:
-    """The comparison as one figure for slides: the input (ground-truth mode: the whole ground
-    truth) with the region outlined, then the region from bicubic, LIIF, LTE and HIIF (and the
-    ground truth's), captioned with the backbone (ground-truth mode: each one's PSNR / SSIM).
-    None until every method has been rendered, or when none has an image."""
-    job = comparison.job
-    if any(m not in comparison.results for m in ORDER):
-        return None
-    panels = []
-    for method in FIGURE_ORDER:
-        r = comparison.results[method]
-        if r.image is None:
-            continue
-        if job.gt is not None:
-            caption = f"{r.psnr:.2f} dB · {r.ssim:.4f}" if math.isfinite(r.psnr) and math.isfinite(r.ssim) else ""
-        else:
-            caption = "" if method == "bicubic" else job.backbone
-        panels.append(Panel(r.label, flatten_alpha(r.image, r.alpha), caption))
-    if not panels:
-        return None
-    top, left, rh, rw = job.region
-    if job.gt is None:
-        sy, sx = job.scale
-        lr_h, lr_w = job.lr.size
-        overview = flatten_alpha(job.lr.rgb, job.lr.alpha)
-        box = (top / sy, left / sx, rh / sy, rw / sx)
-        label, caption = "Input", f"{lr_w}×{lr_h}, {scale_text(job.scale)}"
-    else:
-        panels.append(Panel("Ground truth", np.ascontiguousarray(job.gt[top:top + rh, left:left + rw]),
-                            "PSNR (Y) · SSIM" if len(panels) else ""))
-        overview, box = job.gt, job.region
-        label = "Ground truth"
-        caption = f"{job.gt.shape[1]}×{job.gt.shape[0]}, {scale_text(job.scale)}, {job.backbone}"
-    return figures.comparison_figure(panels, overview, None if job.full else box, label, caption)
-
-
 def save_results(comparison: Comparison, folder: Path,
                  done: Mapping[str, Path] | None = None, figure: bool = True) -> dict[str, Path]:
     """One PNG per rendered method (``<input>_x<scale>_<model>[_region…].png``), plus the LR input
@@ -750,7 +793,7 @@ def save_results(comparison: Comparison, folder: Path,
     if job.gt is not None and "lr" not in paths:
         paths["lr"] = save_png(job.lr.rgb, None, folder / f"{file_stem(job, 'lr-input').split('_region')[0]}.png")
     if figure and "figure" not in paths:
-        fig = comparison_figure(comparison)
+        fig = comparison.figure()
         if fig is not None:
             name = f"{file_stem(job, BACKBONES[job.backbone] + '-comparison')}.png"
             paths["figure"] = save_png(np.asarray(fig), None, folder / name)

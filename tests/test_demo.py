@@ -272,9 +272,9 @@ def test_comparison_figure_waits_for_every_method_and_shows_each_region(models):
                         limits=models.limits)
     steps = list(models.compare_iter(job))
     partial = demo.Comparison(job, dict(list(steps[-1].results.items())[:2]))
-    assert demo.comparison_figure(partial) is None  # HIIF and bicubic only: not yet
+    assert partial.figure() is None  # HIIF and bicubic only: not yet
     comparison = steps[-1]
-    fig = np.asarray(demo.comparison_figure(comparison))
+    fig = np.asarray(comparison.figure())
     ph, pw = hiif.figure.panel_size(32, 32)
     zoom = ph // 32
     assert fig.shape[1] == 5 * pw + 6 * hiif.figure.GAP  # the input, then four methods
@@ -286,7 +286,7 @@ def test_comparison_figure_waits_for_every_method_and_shows_each_region(models):
     # ground truth: the scored methods and then the ground truth's own region
     hr = np.asarray(Image.fromarray(IMAGE).resize((64, 48), Image.BICUBIC))
     gt_job = demo.plan_job(hr, "EDSR-baseline", 2, None, "Ground truth", budget=24 * 24, limits=models.limits)
-    gt_fig = np.asarray(demo.comparison_figure(models.compare(gt_job)))
+    gt_fig = np.asarray(models.compare(gt_job).figure())
     ph, pw = hiif.figure.panel_size(*gt_job.region[2:])
     top, left, rh, rw = gt_job.region
     x = hiif.figure.GAP + 5 * (pw + hiif.figure.GAP)
@@ -349,3 +349,19 @@ def test_examples_are_small_credited_and_loadable():
         total += path.stat().st_size
     assert total < 1_500_000
     assert "CC0" in credits and "public domain" in credits.lower()
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(backbone="vgg"), "unknown backbone"), (dict(size=8), "region side"), (dict(size=256.0), "region side"),
+    (dict(center=(16, 0)), "outside the 16×12 image"), (dict(center=(1, -1)), "outside"),
+    (dict(center="middle"), "centre must be"), (dict(scale=0), "scale"), (dict(scale=(2, 31)), "scale"),
+    (dict(image=None), "cannot use this image"), (dict(scale=20, ground_truth=True), "too small"),
+    (dict(device="foo"), "unknown device")])
+def test_library_compare_checks_its_arguments_before_loading(kwargs, message, monkeypatch):
+    def refuse(*args, **kw):
+        raise AssertionError("models were loaded before the arguments were checked")
+    monkeypatch.setattr(demo, "ModelSet", refuse)
+    args = dict(image=IMAGE, scale=2)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        hiif.compare(args.pop("image"), args.pop("scale"), **args)
