@@ -102,9 +102,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     check_output(args.output)
     if args.crops is not None:
         check_writable(Path(args.crops) / "crop.png")
-    comparison = demo.compare(args.input, scale, args.backbone, center=center, size=args.size,
-                              ground_truth=args.ground_truth, device=args.device,
-                              progress=None if args.quiet else _fraction_bar())
+    bar = _FractionBar()
+    try:
+        comparison = demo.compare(args.input, scale, args.backbone, center=center, size=args.size,
+                                  ground_truth=args.ground_truth, device=args.device,
+                                  progress=None if args.quiet else bar)
+    finally:
+        bar.close()
     figure = comparison.figure()
     save_image(figure, args.output)
     if args.crops is not None:
@@ -118,18 +122,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fraction_bar():
-    """A progress callback ``(fraction, text)`` drawing one tqdm bar on stderr."""
-    from tqdm import tqdm
+class _FractionBar:
+    """A progress callback ``(fraction, text)`` drawing one tqdm bar on stderr, opened at the first
+    report (so that errors found before any work print alone) and closed by :meth:`close`."""
 
-    bar = tqdm(total=1000, unit="‰", leave=False, bar_format="{desc} {bar} {percentage:3.0f}%")
+    def __init__(self):
+        self.bar = None
 
-    def report(fraction: float, text: str) -> None:
-        bar.set_description_str(text, refresh=False)
-        bar.update(max(0, round(fraction * 1000) - bar.n))
-        if fraction >= 1:
-            bar.close()
-    return report
+    def __call__(self, fraction: float, text: str) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+            self.bar = tqdm(total=1000, desc=text, leave=False, bar_format="{desc} {bar} {percentage:3.0f}%")
+        self.bar.set_description_str(text, refresh=False)
+        self.bar.update(max(0, round(fraction * 1000) - self.bar.n))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def cmd_models(args: argparse.Namespace) -> int:
