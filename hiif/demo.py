@@ -551,10 +551,10 @@ class ModelSet:
     def _upscaler(self, name: str) -> Upscaler:
         return self.bicubic if name == "bicubic" else self.entries[name].upscaler  # type: ignore[return-value]
 
-    def _encode(self, name: str, image: InputImage):
+    def _encode(self, name: str, image: InputImage, progress: Callable[[int, int], None] | None = None):
         up = self._upscaler(name)
         before = {id(e) for e in up.cached().values()}
-        encoded = up.encode(image)
+        encoded = up.encode(image, progress)
         cached = id(encoded) in before
         with self._ledger_lock:
             self._last_used[(name, encoded.key)] = time.monotonic()
@@ -653,7 +653,10 @@ class ModelSet:
                 h, w = job.lr.size
                 report(0.0, f"{label}: encoding {w}×{h}" + (" (minutes on CPU)" if
                                                               self.device.type == "cpu" and h * w > 250_000 else ""))
-                encoded, cached = self._encode(name, job.lr)
+                def tile_done(done: int, total: int) -> None:  # large inputs: encoded in tiles
+                    report(0.0, f"{label}: encoding {w}×{h}, tile {done} of {total}")
+
+                encoded, cached = self._encode(name, job.lr, tile_done)
                 t1 = time.perf_counter()
 
                 def tick(done: int, total: int) -> None:

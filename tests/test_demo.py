@@ -365,3 +365,14 @@ def test_library_compare_checks_its_arguments_before_loading(kwargs, message, mo
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         hiif.compare(args.pop("image"), args.pop("scale"), **args)
+
+
+def test_tiled_encodes_report_their_tiles():
+    models = demo.ModelSet("cpu", limits(), names=["hiif-edsr"], loader=random_loader)
+    models.entries["hiif-edsr"].upscaler.tile = 16  # as if memory were short: 16-px tiles
+    image = (RNG.random((40, 48, 3)) * 255).astype(np.uint8)
+    job = demo.plan_job(image, "EDSR-baseline", 2, limits=models.limits)
+    texts = []
+    models.compare(job, progress=lambda f, d: texts.append(d), methods=["hiif"])
+    tiles = [d for d in texts if "tile" in d]
+    assert tiles[0].endswith("tile 1 of 9") and tiles[-1].endswith("tile 9 of 9"), tiles
