@@ -69,9 +69,8 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def _text_height(draw: ImageDraw.ImageDraw, font, text: str) -> int:
-    left, top, right, bottom = draw.textbbox((0, 0), text or "Ag", font=font)
-    return bottom
+def _line_height(draw: ImageDraw.ImageDraw, font) -> int:
+    return draw.textbbox((0, 0), "Ag", font=font)[3]  # ascender to descender
 
 
 def _centred_text(draw: ImageDraw.ImageDraw, at: tuple[float, float], text: str, font,
@@ -121,8 +120,7 @@ def comparison_figure(panels: Sequence[Panel], overview: np.ndarray | None = Non
     label_size = max(14, min(28, pw // 12))
     label_font, caption_font = _font(label_size), _font(max(11, label_size * 3 // 4))
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    line_h = _text_height(probe, label_font, "Ag")
-    caption_h = _text_height(probe, caption_font, "Ag")
+    line_h, caption_h = _line_height(probe, label_font), _line_height(probe, caption_font)
     has_caption = bool(overview_caption) or any(p.caption for p in panels)
     text_h = GAP + line_h + (GAP // 2 + caption_h if has_caption else 0) + GAP
 
