@@ -165,7 +165,8 @@ def build(models: demo.ModelSet, outputs: demo.OutputDir) -> gr.Blocks:
                     "Hierarchical implicit image function (HIIF) against bicubic, LIIF and LTE on the "
                     "same encoder. Pick an image, a backbone and a scale, then **Run**; drag the slider "
                     "handles to compare. Click the input to choose the region shown when the output "
-                    "is large.", elem_id="title")
+                    "is large (or the part compared, when the input is larger than this server encodes). "
+                    "The downloads hold a comparison figure for slides.", elem_id="title")
         n_ok = len(models.entries) - len(models.missing())
         with gr.Accordion(f"Device: {models.device_text()} · weights: {n_ok} of {len(models.entries)} "
                           "models installed", open=bool(models.missing())):

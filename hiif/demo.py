@@ -5,17 +5,21 @@
   and of the missing ones. Encoded features are cached per (image, model), within a memory budget,
   so that a new scale or region re-runs only the decoders.
 - :func:`plan_job`: turns the user's input (image, backbone, scale, optional vertical scale, mode,
-  clicked point, preview size) into a :class:`Job`: the encoder input, the ground truth in
-  "Ground truth" mode, the output size and the region of it to render.
+  clicked point, preview size) into a :class:`Job`: the encoder input (a part around the clicked
+  point when the image is larger than the server encodes), the ground truth in "Ground truth" mode,
+  the output size and the region of it to render.
 - :meth:`ModelSet.compare`: renders that region with HIIF, bicubic, LIIF and LTE, times each, and
   scores them against the ground truth (PSNR, SSIM).
 - Limits per device (:class:`Limits`): the sliders show at most about 4 MP per image (a region of the
   output when it is larger); whole outputs are rendered on request up to ``full_pixels``.
+- :meth:`Comparison.figure`: the comparison as one figure for slides (:mod:`hiif.figure`);
+  :func:`compare` runs a comparison for one user's own machine (``hiif.compare``, CLI ``compare``).
 
 Every user-facing problem is a :class:`DemoError` (a ``ValueError``) with one clear sentence.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -280,6 +284,9 @@ class Job:
     region: tuple[int, int, int, int]
     centre: tuple[float, float]
     name: str  # file-name stem of the input
+    source: InputImage | None = None  # the whole picture, when only a crop of it fitted the server
+    crop: tuple[int, int, int, int] | None = None  # (top, left, height, width) of that crop in it
+    input_limit: int = 0  # pixels the server encodes for this backbone (what the crop was sized to)
 
     @property
     def full(self) -> bool:
@@ -295,6 +302,13 @@ class Job:
         text = f"{lr_w}×{lr_h} → {W}×{H} ({scale_text(self.scale)}, {megapixels(H * W)})"
         if self.mode == "Ground truth":
             text = f"ground truth {W}×{H} downsampled to {lr_w}×{lr_h} (bicubic), restored {scale_text(self.scale)}"
+        if self.crop is not None:
+            ct, cl, ch, cw = self.crop
+            sh, sw = self.source.size
+            after = " after downsampling" if self.mode == "Ground truth" else ""
+            text = (f"the {sw}×{sh} image is more than this server encodes with {self.backbone} "
+                    f"({megapixels(self.input_limit)}{after}): its {cw}×{ch} part at x {cl}–{cl + cw}, "
+                    f"y {ct}–{ct + ch}, " + text)
         if self.full:
             return text + "; whole output shown"
         return (text + f"; showing the {rw}×{rh} region at x {left}–{left + rw}, y {top}–{top + rh} "
@@ -324,29 +338,38 @@ def plan_job(image: object, backbone: str, scale: object, vertical: object = Non
         img = load_image(image)
     except ImageError as exc:
         raise DemoError(f"cannot use this image: {exc}") from None
+    centre = centre or (0.5, 0.5)
+    most = limits.input_pixels_for(backbone)
+    H, W = img.size
+    ground_truth = mode == "Ground truth"
+    encoded_pixels = math.floor(H / sy + 1e-9) * math.floor(W / sx + 1e-9) if ground_truth else H * W
+    crop, source = None, None
+    if encoded_pixels > most:
+        # Too large to encode here: compare the part around the chosen point, as large as this server
+        # encodes (in ground-truth mode: whose downsampled image is), and keep the whole picture for
+        # the figure's overview.
+        crop = preview_region((H, W), int(most * sy * sx) if ground_truth else most, centre)
+        top, left, ch, cw = crop
+        source = img
+        img = InputImage(img.rgb[top:top + ch, left:left + cw],
+                         None if img.alpha is None else img.alpha[top:top + ch, left:left + cw], img.icc)
+        centre = (min(max((centre[0] * H - top) / ch, 0.0), 1.0), min(max((centre[1] * W - left) / cw, 0.0), 1.0))
     gt = None
-    if mode == "Ground truth":
+    if ground_truth:
         lr_rgb, gt = ground_truth_pair(img.rgb, (sy, sx))
         lr = InputImage(lr_rgb, None)
     else:
         lr = img
     h, w = lr.size
-    most = limits.input_pixels_for(backbone)
-    if h * w > most:
-        what = "the downsampled image" if gt is not None else "the input"
-        heavier = f" with {backbone} ({megapixels(limits.input_pixels)} with EDSR-baseline)" \
-            if most < limits.input_pixels else ""
-        raise DemoError(f"{what} is {w}×{h} = {megapixels(h * w)}; this {limits.device.upper()} server "
-                        f"encodes images up to {megapixels(most)}{heavier} — use a smaller image"
-                        + (" or a larger scale" if gt is not None else ""))
+    assert h * w <= most, (lr.size, most)
     out_hw = output_size((h, w), (sy, sx))
     if gt is not None:
         assert out_hw == gt.shape[:2], (out_hw, gt.shape)
     budget = budget or limits.preview_side ** 2
-    centre = centre or (0.5, 0.5)
     region = preview_region(out_hw, budget, centre)
     return Job(backbone, mode, (sy, sx), lr, gt, out_hw, region, centre,
-               safe_stem(name if name is not None else (image if isinstance(image, (str, Path)) else None)))
+               safe_stem(name if name is not None else (image if isinstance(image, (str, Path)) else None)),
+               source, crop, most)
 
 
 # --------------------------------------------------------------------------------------------
@@ -439,19 +462,22 @@ class Comparison:
         if not panels:
             return None
         top, left, rh, rw = job.region
+        ct, cl = job.crop[:2] if job.crop is not None else (0, 0)  # where the compared part lies
         if job.gt is None:
             sy, sx = job.scale
-            lr_h, lr_w = job.lr.size
-            overview = flatten_alpha(job.lr.rgb, job.lr.alpha)
-            box = (top / sy, left / sx, rh / sy, rw / sx)
-            label, caption = "Input", f"{lr_w}×{lr_h}, {scale_text(job.scale)}"
+            whole = job.source or job.lr
+            overview = flatten_alpha(whole.rgb, whole.alpha)
+            box = (ct + top / sy, cl + left / sx, rh / sy, rw / sx)
+            label, caption = "Input", f"{whole.size[1]}×{whole.size[0]}, {scale_text(job.scale)}"
         else:
             panels.append(Panel("Ground truth", np.ascontiguousarray(job.gt[top:top + rh, left:left + rw]),
                                 "PSNR (Y) · SSIM" if len(panels) else ""))
-            overview, box = job.gt, job.region
+            overview = job.gt if job.source is None else flatten_alpha(job.source.rgb, job.source.alpha)
+            box = (ct + top, cl + left, rh, rw)
             label = "Ground truth"
-            caption = f"{job.gt.shape[1]}×{job.gt.shape[0]}, {scale_text(job.scale)}, {job.backbone}"
-        return figures.comparison_figure(panels, overview, None if job.full else box, label, caption)
+            caption = f"{overview.shape[1]}×{overview.shape[0]}, {scale_text(job.scale)}, {job.backbone}"
+        shows_all = job.full and job.crop is None
+        return figures.comparison_figure(panels, overview, None if shows_all else box, label, caption)
 
 
 def _feature_bytes(encoded) -> int:
@@ -833,8 +859,7 @@ def whole_job(job: Job, limits: Limits) -> Job:
         raise DemoError(f"the whole output ({W}×{H} = {megapixels(job.out_pixels)}) exceeds this "
                         f"{limits.device.upper()} server's limit of {megapixels(limits.full_pixels)}; "
                         "render regions instead")
-    return Job(job.backbone, job.mode, job.scale, job.lr, job.gt, job.out_hw, (0, 0, *job.out_hw),
-               job.centre, job.name)
+    return dataclasses.replace(job, region=(0, 0, *job.out_hw))
 
 
 def api_info(comparison: Comparison, models: ModelSet) -> dict[str, object]:
@@ -847,6 +872,8 @@ def api_info(comparison: Comparison, models: ModelSet) -> dict[str, object]:
         "backbone": job.backbone,
         "full": job.full,
         "region": dict(zip(("top", "left", "height", "width"), job.region)),
+        # the part of a larger input that was compared (None: all of it), in its pixels
+        "input_crop": dict(zip(("top", "left", "height", "width"), job.crop)) if job.crop else None,
         "device": models.device_text(),
         "methods": {
             m: {"model": r.model, "available": r.image is not None, "seconds": _json_float(r.seconds),

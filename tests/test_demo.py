@@ -158,7 +158,6 @@ def test_plan_job_upscale_and_ground_truth(tmp_path):
     ((np.zeros((2, 2)), "RDN", 2), None),  # fine: greyscale 2×2
     ((np.zeros((5, 5, 7), np.uint8), "RDN", 2), "cannot use this image"),
     ((b"not an image", "RDN", 2), "cannot use this image"),
-    (((RNG.random((200, 200, 3)) * 255).astype(np.uint8), "RDN", 2), "encodes images up to"),
     ((IMAGE, "RDN", 20, None, "Ground truth"), "too small"),
 ])
 def test_plan_job_errors(args, message):
@@ -176,9 +175,40 @@ def test_the_heavier_encoders_take_smaller_inputs_on_a_cpu():
     assert demo.plan_job(image, "EDSR-baseline", 2, limits=cpu).lr.size == (80, 80)
     for backbone in ("RDN", "SwinIR"):
         assert cpu.input_pixels_for(backbone) == 2_500 and gpu.input_pixels_for(backbone) == 10_000
-        with pytest.raises(demo.DemoError, match=f"with {backbone} .*with EDSR-baseline"):
-            demo.plan_job(image, backbone, 2, limits=cpu)
+        job = demo.plan_job(image, backbone, 2, limits=cpu)  # a 50×50 part of it
+        assert job.lr.size == (50, 50) and job.crop == (15, 15, 50, 50)
+        assert f"80×80 image is more than this server encodes with {backbone}" in job.describe()
         assert demo.plan_job(image, backbone, 2, limits=gpu).lr.size == (80, 80)
+
+
+def test_larger_inputs_are_compared_in_a_part_around_the_chosen_point():
+    image = (RNG.random((300, 200, 3)) * 255).astype(np.uint8)
+    alpha = (RNG.random((300, 200)) * 255).astype(np.uint8)
+    lim = limits(input_pixels=50 * 40)
+    # the part is as large as the server encodes, centred on the point, kept inside the picture
+    job = demo.plan_job(np.dstack([image, alpha]), "EDSR-baseline", 3, None, "Upscale", (0.1, 0.5), limits=lim)
+    top, left, ch, cw = job.crop
+    assert 1800 < ch * cw <= 2000
+    assert abs(top + ch / 2 - 30) <= 1 and abs(left + cw / 2 - 100) <= 1
+    assert np.array_equal(job.lr.rgb, image[top:top + ch, left:left + cw])
+    assert np.array_equal(job.lr.alpha, alpha[top:top + ch, left:left + cw])
+    assert job.source.size == (300, 200) and f"its {cw}×{ch} part at x {left}–{left + cw}" in job.describe()
+    # the region shown is still around the point (the middle of the part, here)
+    rt, rl, rh, rw = job.region
+    assert abs((rt + rh / 2) / 3 - ch / 2) <= 1 and abs((rl + rw / 2) / 3 - cw / 2) <= 1
+    corner = demo.plan_job(image, "EDSR-baseline", 3, None, "Upscale", (1.0, 1.0), limits=lim)
+    t, l, h, w = corner.crop
+    assert (t + h, l + w) == (300, 200)  # clamped to the picture
+    assert corner.region[0] + corner.region[2] == corner.out_hw[0]  # and the region to its corner
+    # ground truth: the part is sized so that its downsampled image fits
+    gt_job = demo.plan_job(image, "EDSR-baseline", 2, None, "Ground truth", limits=lim)
+    assert gt_job.lr.size[0] * gt_job.lr.size[1] <= 2000 and gt_job.crop[2] * gt_job.crop[3] <= 8000
+    ct, cl = gt_job.crop[:2]
+    crop_h, crop_w = gt_job.gt.shape[:2]
+    assert np.array_equal(gt_job.gt, image[ct:ct + crop_h, cl:cl + crop_w])
+    # a whole render keeps the part
+    whole = demo.whole_job(job, limits(input_pixels=50 * 40, full_pixels=10 ** 6))
+    assert whole.full and whole.crop == job.crop and whole.source is job.source
 
 
 def test_device_limits_and_env(monkeypatch):
@@ -376,3 +406,22 @@ def test_tiled_encodes_report_their_tiles():
     models.compare(job, progress=lambda f, d: texts.append(d), methods=["hiif"])
     tiles = [d for d in texts if "tile" in d]
     assert tiles[0].endswith("tile 1 of 9") and tiles[-1].endswith("tile 9 of 9"), tiles
+
+
+def test_the_figure_of_a_part_shows_where_it_lies_in_the_whole_picture(models):
+    image = (RNG.random((120, 160, 1)) * 255).astype(np.uint8).repeat(3, 2)  # grey: only the box is red
+    lim = limits(input_pixels=30 * 40)  # a part of ~1200 px around the point
+    job = demo.plan_job(image, "EDSR-baseline", 2, None, "Upscale", (0.75, 0.25), budget=128 * 128, limits=lim)
+    assert job.crop is not None and job.full  # the part's output fits the preview
+    fig = np.asarray(models.compare(job).figure())
+    ph, pw = hiif.figure.panel_size(*job.out_hw)
+    gap = hiif.figure.GAP
+    cell = fig[gap:gap + ph, gap:gap + pw].astype(int)
+    red = (cell[..., 0] > 200) & (cell[..., 1] < 60) & (cell[..., 2] < 60)
+    ys, xs = np.nonzero(red)
+    fit = min(ph / 120, pw / 160)
+    top = (ph - round(120 * fit)) // 2
+    ct, cl, ch, cw = job.crop
+    assert abs(ys.min() - (top + ct * fit)) <= 1.5 and abs(xs.min() - cl * fit) <= 1.5
+    assert abs(ys.max() - (top + (ct + ch) * fit - 1)) <= 1.5 and abs(xs.max() - ((cl + cw) * fit - 1)) <= 1.5
+
