@@ -159,6 +159,23 @@ def build(models: demo.ModelSet, outputs: demo.OutputDir) -> gr.Blocks:
             return (*(str(paths[m]) if m in paths else None for m in demo.ORDER),
                     demo.api_info(comparison, models))
 
+    def api_figure(image, backbone, scale, vertical_scale, mode, center_x, center_y, size,
+                   progress=gr.Progress()):
+        """The comparison as one figure for slides (PNG): the input with the region outlined, then
+        bicubic, LIIF, LTE and HIIF on about size×size output pixels around (center_x, center_y),
+        fractions of the output; in "Ground truth" mode also the ground truth's region, each
+        captioned with its PSNR / SSIM. Returns the figure and the JSON summary of /upscale."""
+        with user_errors():
+            side = demo.figure_side(size)
+            centre = (0.5 if center_y is None else center_y, 0.5 if center_x is None else center_x)
+            job = demo.plan_job(image, backbone, scale, vertical_scale, mode, centre,
+                                budget=side * side, limits=limits)
+            comparison = models.compare(job, progress_fn(progress))
+            paths = demo.save_results(comparison, outputs.new_job())
+            if "figure" not in paths:
+                raise demo.DemoError(f"{job.backbone}: no model rendered; see the status above")
+            return str(paths["figure"]), demo.api_info(comparison, models)
+
     # -- layout ----------------------------------------------------------------------------------
     with gr.Blocks(title="HIIF: arbitrary-scale super-resolution", delete_cache=(1800, 3600)) as app:
         gr.Markdown("# HIIF — arbitrary-scale super-resolution, ×1 to ×30\n"
@@ -224,6 +241,10 @@ def build(models: demo.ModelSet, outputs: demo.OutputDir) -> gr.Blocks:
             api_outputs = [gr.Image(type="filepath", format="png", label=m) for m in demo.ORDER]
             api_json = gr.JSON(label="info")
             api_btn = gr.Button("api")
+            api_size = gr.Number(256, label="size", info="region side, output pixels")
+            api_figure_out = gr.Image(type="filepath", format="png", label="figure")
+            api_figure_json = gr.JSON(label="info")
+            api_figure_btn = gr.Button("api figure")
 
         # -- events ------------------------------------------------------------------------------
         controls = [image, backbone, scale, separate, vscale, mode, preview, centre]
@@ -245,6 +266,9 @@ def build(models: demo.ModelSet, outputs: demo.OutputDir) -> gr.Blocks:
                         api_visibility="private", **heavy)
         api_btn.click(api, [api_image, api_backbone, api_scale, api_vscale, api_mode, api_cx, api_cy],
                       [*api_outputs, api_json], api_name="upscale", **render_queue)
+        api_figure_btn.click(api_figure, [api_image, api_backbone, api_scale, api_vscale, api_mode, api_cx,
+                                          api_cy, api_size], [api_figure_out, api_figure_json],
+                             api_name="figure", **render_queue)
     return app
 
 

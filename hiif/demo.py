@@ -717,6 +717,18 @@ class ModelSet:
 COMPARE_SIDES = (16, 2048)
 
 
+def figure_side(size: object) -> int:
+    """The side (output pixels) of a compared region: a whole number within ``COMPARE_SIDES``."""
+    low, high = COMPARE_SIDES
+    try:
+        side = float(size)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        side = float("nan")
+    if isinstance(size, bool) or not side.is_integer() or not low <= side <= high:
+        raise DemoError(f"the region side must be a whole number of {low} to {high} output pixels, got {size!r}")
+    return int(side)
+
+
 def compare(image: object, scale: object, backbone: str = "edsr", *,
             center: tuple[float, float] | None = None, size: int = 256, ground_truth: bool = False,
             device: str | torch.device | None = None, progress: Progress | None = None) -> Comparison:
@@ -733,9 +745,7 @@ def compare(image: object, scale: object, backbone: str = "edsr", *,
     labels = {v: k for k, v in BACKBONES.items()}
     if suffix not in labels:
         raise DemoError(f"unknown backbone {backbone!r}; choose one of {', '.join(labels)}")
-    low, high = COMPARE_SIDES
-    if isinstance(size, bool) or not isinstance(size, int) or not low <= size <= high:
-        raise DemoError(f"the region side must be a whole number of {low} to {high} output pixels, got {size!r}")
+    side = figure_side(size)
     sy, sx = scale if isinstance(scale, (tuple, list)) and len(scale) == 2 else (scale, scale)
     name = safe_stem(image if isinstance(image, (str, Path)) else None)
     try:
@@ -754,7 +764,7 @@ def compare(image: object, scale: object, backbone: str = "edsr", *,
         centre = click_to_centre((x, y), (h, w))
     limits = local_limits(device)
     job = plan_job(img, labels[suffix], sx, sy, "Ground truth" if ground_truth else "Upscale", centre,
-                   budget=size * size, limits=limits, name=name)
+                   budget=side * side, limits=limits, name=name)
     models = ModelSet(limits.device, limits, names=[f"{m}-{suffix}" for m in METHODS])
     return models.compare(job, progress)
 

@@ -127,6 +127,21 @@ def test_bad_input_is_an_error_and_the_server_lives_on(client, server, small_png
     assert _arrays(ok)[0].shape == (12, 15, 3)
 
 
+def test_figure_endpoint(client, server, tmp_path):
+    hr = (np.random.default_rng(4).random((48, 64, 3)) * 255).astype(np.uint8)
+    Image.fromarray(hr).save(tmp_path / "hr.png")
+    path, info = client.predict(image=gradio_client.handle_file(str(tmp_path / "hr.png")),
+                                backbone="EDSR-baseline", scale=2, mode="Ground truth", center_x=0.25,
+                                center_y=0.75, size=32, api_name="/figure")
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.width > 6 * 256 and im.height < im.width / 3  # one row of six
+    assert info["region"]["height"] == info["region"]["width"] == 32
+    assert all(info["methods"][m]["psnr"] is not None for m in METHODS)
+    with pytest.raises(Exception, match="region side"):
+        client.predict(image=gradio_client.handle_file(str(tmp_path / "hr.png")), size=8.5, api_name="/figure")
+    assert server.alive(), server.log_tail()
+
+
 def _rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024

@@ -382,7 +382,7 @@ def test_examples_are_small_credited_and_loadable():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(backbone="vgg"), "unknown backbone"), (dict(size=8), "region side"), (dict(size=256.0), "region side"),
+    (dict(backbone="vgg"), "unknown backbone"), (dict(size=8), "region side"), (dict(size=256.5), "region side"), (dict(size="big"), "region side"),
     (dict(center=(16, 0)), "outside the 16×12 image"), (dict(center=(1, -1)), "outside"),
     (dict(center="middle"), "centre must be"), (dict(scale=0), "scale"), (dict(scale=(2, 31)), "scale"),
     (dict(image=None), "cannot use this image"), (dict(scale=20, ground_truth=True), "too small"),
