@@ -5,6 +5,7 @@ User errors (bad files, bad scales, unknown models) print one line on stderr and
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 from pathlib import Path
@@ -99,13 +100,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
         center = _numbers(args.center, "--center", expected)
         if len(center) != 2:
             raise CliError(f"--center: expected {expected}, got {args.center!r}")
+    max_input = None
+    if args.max_input_mp is not None:
+        if not math.isfinite(args.max_input_mp) or args.max_input_mp <= 0:
+            raise CliError(f"--max-input-mp: expected a positive number of megapixels, got {args.max_input_mp}")
+        max_input = max(1, round(args.max_input_mp * 1e6))
     check_output(args.output)
     if args.crops is not None:
         check_writable(Path(args.crops) / "crop.png")
     bar = _FractionBar()
     try:
         comparison = demo.compare(args.input, scale, args.backbone, center=center, size=args.size,
-                                  ground_truth=args.ground_truth, device=args.device,
+                                  ground_truth=args.ground_truth, max_input_pixels=max_input, device=args.device,
                                   progress=None if args.quiet else bar)
     finally:
         bar.close()
@@ -239,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ground-truth", action="store_true",
                    help="treat the input as ground truth: downsample it by the scale (bicubic), "
                         "restore it, and score each method (PSNR on Y, SSIM) on the region")
+    p.add_argument("--max-input-mp", type=float, default=None, metavar="MP",
+                   help="encode only a part of this many megapixels around --center (fast for a small "
+                        "region of a large photo; HIIF's statistics then cover that part's output)")
     p.add_argument("--crops", default=None, metavar="DIR", help="also save each method's region as a PNG here")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: CUDA if present)")
     p.add_argument("--quiet", action="store_true")

@@ -142,13 +142,14 @@ def device_limits(device: str | torch.device | None = None) -> Limits:
     )
 
 
-def local_limits(device: str | torch.device | None = None) -> Limits:
+def local_limits(device: str | torch.device | None = None, input_pixels: int | None = None) -> Limits:
     """Limits for one user's own comparisons (``python -m hiif compare``): no time limit, no share
-    of a server, inputs up to the library's ``MAX_INPUT_PIXELS`` (the engine still refuses, or
-    tiles, what does not fit in memory)."""
+    of a server, inputs up to ``input_pixels`` (default the library's ``MAX_INPUT_PIXELS``; a larger
+    one is compared in a part of that size, as on a server; the engine still tiles, or refuses,
+    what does not fit in memory)."""
     dev = resolve_device(device)
     return Limits(device=dev.type, preview_side=256, full_pixels=MAX_OUTPUT_PIXELS,
-                  input_pixels=MAX_INPUT_PIXELS, concurrency=1, chunk=None,
+                  input_pixels=input_pixels or MAX_INPUT_PIXELS, concurrency=1, chunk=None,
                   stats_max_queries=STATS_MAX_QUERIES, cache_bytes=0, job_seconds=math.inf, shared=False)
 
 
@@ -731,21 +732,28 @@ def figure_side(size: object) -> int:
 
 def compare(image: object, scale: object, backbone: str = "edsr", *,
             center: tuple[float, float] | None = None, size: int = 256, ground_truth: bool = False,
-            device: str | torch.device | None = None, progress: Progress | None = None) -> Comparison:
+            max_input_pixels: int | None = None, device: str | torch.device | None = None,
+            progress: Progress | None = None) -> Comparison:
     """Bicubic, LIIF, LTE and HIIF on one ``backbone`` (``edsr``, ``rdn``, ``swinir`` or the demo's
     labels), on about ``size``² pixels of the output around ``center`` ((x, y) in pixels of
     ``image``; default its middle), for one user's own machine (:func:`local_limits`).
 
     ``scale``: a number or ``(sy, sx)``. ``ground_truth``: ``image`` is the high-resolution
     picture, downsampled by the scale (bicubic), restored and scored (PSNR on Y, SSIM). The result's
-    ``figure()`` is the comparison figure, ``table()`` the times and scores. Bad input raises a
-    one-line :class:`DemoError` before any model loads.
+    ``figure()`` is the comparison figure, ``table()`` the times and scores. ``max_input_pixels``:
+    encode at most this many input pixels (ground truth: after downsampling), i.e. a part of a
+    larger image around ``center`` — much faster for a small region of a large photo, especially
+    with RDN or SwinIR, but HIIF's attention statistics then cover that part's output, not the
+    whole picture's. Bad input raises a one-line :class:`DemoError` before any model loads.
     """
     suffix = BACKBONES.get(backbone, backbone)
     labels = {v: k for k, v in BACKBONES.items()}
     if suffix not in labels:
         raise DemoError(f"unknown backbone {backbone!r}; choose one of {', '.join(labels)}")
     side = figure_side(size)
+    if max_input_pixels is not None and (isinstance(max_input_pixels, bool) or not isinstance(max_input_pixels, int)
+                                         or max_input_pixels < 1):
+        raise DemoError(f"max_input_pixels must be a positive whole number, got {max_input_pixels!r}")
     sy, sx = scale if isinstance(scale, (tuple, list)) and len(scale) == 2 else (scale, scale)
     name = safe_stem(image if isinstance(image, (str, Path)) else None)
     try:
@@ -762,7 +770,7 @@ def compare(image: object, scale: object, backbone: str = "edsr", *,
         if not (0 <= x < w and 0 <= y < h):
             raise DemoError(f"the centre ({x:g}, {y:g}) is outside the {w}×{h} image")
         centre = click_to_centre((x, y), (h, w))
-    limits = local_limits(device)
+    limits = local_limits(device, max_input_pixels)
     job = plan_job(img, labels[suffix], sx, sy, "Ground truth" if ground_truth else "Upscale", centre,
                    budget=side * side, limits=limits, name=name)
     models = ModelSet(limits.device, limits, names=[f"{m}-{suffix}" for m in METHODS])

@@ -325,7 +325,7 @@ def no_model_set(monkeypatch):
 @pytest.mark.parametrize("case", [
     "size_small", "size_large", "center_one_value", "center_three_values", "center_negative",
     "center_outside", "gif", "missing_folder", "crops_missing", "unreadable_input", "scale_zero",
-    "scale_nan", "device", "ground_truth_too_small"])
+    "scale_nan", "device", "ground_truth_too_small", "max_input_zero", "max_input_nan"])
 def test_compare_checks_everything_before_loading(case, tmp_path, capsys, no_model_set):
     src = tmp_path / "in.png"
     Image.fromarray(rgb(12, 16)).save(src)
@@ -346,6 +346,8 @@ def test_compare_checks_everything_before_loading(case, tmp_path, capsys, no_mod
         "scale_nan": [str(src), out, "--scale", "nan"],
         "device": [str(src), out, "--device", "foo"],
         "ground_truth_too_small": [str(src), out, "--scale", "20", "--ground-truth"],  # 12 px / 20
+        "max_input_zero": [str(src), out, "--max-input-mp", "0"],
+        "max_input_nan": [str(src), out, "--max-input-mp", "nan"],
     }[case]
     if "--scale" not in args:
         args += ["--scale", "2"]
@@ -379,3 +381,16 @@ def test_compare_without_hiif_weights_says_so(tmp_path, capsys, monkeypatch):
     Image.fromarray(rgb(12, 16)).save(src)
     assert main(["compare", str(src), str(tmp_path / "fig.png"), "--scale", "2", "--quiet"]) == 2
     assert "HIIF weights are not available" in one_line_error(capsys)
+
+
+def test_compare_a_part_of_a_large_input(tmp_path, capsys):
+    src = tmp_path / "in.png"
+    Image.fromarray(rgb(60, 80)).save(src)
+    fig = tmp_path / "fig.png"
+    assert main(["compare", str(src), str(fig), "--scale", "2", "--center", "70,10", "--size", "32",
+                 "--max-input-mp", "0.0009"]) == 0  # a 30×30 part
+    assert "figure of the 32×32 region" in capsys.readouterr().err
+    comparison = hiif.compare(str(src), 2, center=(70, 10), size=32, max_input_pixels=900)
+    assert comparison.job.crop == (0, 50, 30, 30)  # around the point, inside the picture
+    assert comparison.figure().size == Image.open(fig).size
+

@@ -386,7 +386,8 @@ def test_examples_are_small_credited_and_loadable():
     (dict(center=(16, 0)), "outside the 16×12 image"), (dict(center=(1, -1)), "outside"),
     (dict(center="middle"), "centre must be"), (dict(scale=0), "scale"), (dict(scale=(2, 31)), "scale"),
     (dict(image=None), "cannot use this image"), (dict(scale=20, ground_truth=True), "too small"),
-    (dict(device="foo"), "unknown device")])
+    (dict(device="foo"), "unknown device"), (dict(max_input_pixels=0), "max_input_pixels"),
+    (dict(max_input_pixels=1.5), "max_input_pixels")])
 def test_library_compare_checks_its_arguments_before_loading(kwargs, message, monkeypatch):
     def refuse(*args, **kw):
         raise AssertionError("models were loaded before the arguments were checked")
