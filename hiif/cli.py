@@ -1,4 +1,4 @@
-"""Command line: ``python -m hiif {upscale,compare,models,train,export,evaluate}``.
+"""Command line: ``python -m hiif {upscale,compare,sweep,models,train,export,evaluate}``.
 
 User errors (bad files, bad scales, unknown models) print one line on stderr and exit with code 2.
 """
@@ -94,12 +94,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .imageio import check_output, check_writable, save_image
 
     scale = parse_scale(args.scale)
-    center = None
-    if args.center is not None:
-        expected = "X,Y (pixels of the input image)"
-        center = _numbers(args.center, "--center", expected)
-        if len(center) != 2:
-            raise CliError(f"--center: expected {expected}, got {args.center!r}")
+    center = _point(args.center)
     max_input = None
     if args.max_input_mp is not None:
         if not math.isfinite(args.max_input_mp) or args.max_input_mp <= 0:
@@ -126,6 +121,37 @@ def cmd_compare(args: argparse.Namespace) -> int:
         for row in [demo.TABLE_HEADERS, *comparison.table()]:
             print("  ".join(f"{cell!s:<12}" for cell in row).rstrip(), file=sys.stderr)
     return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from . import demo
+    from .imageio import check_output, save_image
+
+    scales = parse_scales(args.scales)
+    center = _point(args.center)
+    check_output(args.output)
+    bar = _FractionBar()
+    try:
+        figure = demo.scale_sweep(args.input, scales, args.model, center=center, window=args.window,
+                                  device=args.device, progress=None if args.quiet else bar)
+    finally:
+        bar.close()
+    save_image(figure, args.output)
+    if not args.quiet:
+        print(f"{args.output}: {figure.width}×{figure.height} figure, {args.model} at "
+              f"{', '.join(f'×{s:g}' for s in scales)}", file=sys.stderr)
+    return 0
+
+
+def _point(text: str | None) -> list[float] | None:
+    """``--center X,Y`` (pixels of the input image), or None."""
+    if text is None:
+        return None
+    expected = "X,Y (pixels of the input image)"
+    values = _numbers(text, "--center", expected)
+    if len(values) != 2:
+        raise CliError(f"--center: expected {expected}, got {text!r}")
+    return values
 
 
 class _FractionBar:
@@ -252,6 +278,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: CUDA if present)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("sweep", help="a figure of one model on one window of the input at several scales")
+    p.add_argument("input")
+    p.add_argument("output", help="the figure (.png, .jpg, …)")
+    p.add_argument("--scales", default="2,4,8,16,30", help="comma-separated scales (1 to 30; at most 12)")
+    p.add_argument("--model", default="hiif-edsr", help="zoo name, weights path, or 'bicubic'")
+    p.add_argument("--center", default=None, metavar="X,Y",
+                   help="centre of the window, in pixels of the input image (default: its middle)")
+    p.add_argument("--window", type=int, default=32, metavar="N",
+                   help="the window: N×N pixels of the input (default 32)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: CUDA if present)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("models", help="list the model zoo")
     p.set_defaults(func=cmd_models)

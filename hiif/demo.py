@@ -714,6 +714,18 @@ class ModelSet:
         return result
 
 
+def _point_in(center: object, size: tuple[int, int]) -> tuple[float, float]:
+    """``center`` as (x, y) pixels inside an image of ``size`` (height, width), or a DemoError."""
+    h, w = size
+    try:
+        x, y = (float(v) for v in center)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise DemoError(f"the centre must be (x, y) in pixels of the image, got {center!r}") from None
+    if not (0 <= x < w and 0 <= y < h):
+        raise DemoError(f"the centre ({x:g}, {y:g}) is outside the {w}×{h} image")
+    return x, y
+
+
 #: sides (output pixels) of the region :func:`compare` renders
 COMPARE_SIDES = (16, 2048)
 
@@ -760,21 +772,82 @@ def compare(image: object, scale: object, backbone: str = "edsr", *,
         img = load_image(image)
     except ImageError as exc:
         raise DemoError(f"cannot use this image: {exc}") from None
-    centre = None
-    if center is not None:
-        h, w = img.size
-        try:
-            x, y = (float(v) for v in center)
-        except (TypeError, ValueError):
-            raise DemoError(f"the centre must be (x, y) in pixels of the image, got {center!r}") from None
-        if not (0 <= x < w and 0 <= y < h):
-            raise DemoError(f"the centre ({x:g}, {y:g}) is outside the {w}×{h} image")
-        centre = click_to_centre((x, y), (h, w))
+    centre = None if center is None else click_to_centre(_point_in(center, img.size), img.size)
     limits = local_limits(device, max_input_pixels)
     job = plan_job(img, labels[suffix], sx, sy, "Ground truth" if ground_truth else "Upscale", centre,
                    budget=side * side, limits=limits, name=name)
     models = ModelSet(limits.device, limits, names=[f"{m}-{suffix}" for m in METHODS])
     return models.compare(job, progress)
+
+
+#: sides (input pixels) of the window :func:`scale_sweep` renders
+SWEEP_WINDOWS = (4, 512)
+#: smallest and largest side (px) of a scale sweep's panels
+SWEEP_PANEL_SIDES = (256, 512)
+
+
+def scale_sweep(image: object, scales: Iterable[float], model: str = "hiif-edsr", *,
+                center: tuple[float, float] | None = None, window: int = 32,
+                device: str | torch.device | None = None,
+                progress: Progress | None = None) -> Image.Image:
+    """One model's output of the same ``window``×``window`` input pixels around ``center`` ((x, y) in
+    pixels of ``image``; default its middle) at each of ``scales``, side by side after the input
+    with the window outlined: what arbitrary-scale SR adds as the scale grows. Panels are shown at
+    one size (nearest-neighbour), labelled with their scale. ``model``: a zoo name, a weights path
+    or ``"bicubic"``. Each panel is the region of that scale's whole output (HIIF: with the whole
+    output's attention statistics). Bad input raises a one-line :class:`DemoError` before the model
+    loads."""
+    try:
+        scales = [validate_scale(float(v))[0] for v in scales] if not isinstance(scales, (str, bytes)) else []
+    except (TypeError, ValueError) as exc:
+        raise DemoError(f"invalid scale: {exc}") from None
+    if not 1 <= len(scales) <= 12:
+        raise DemoError(f"give 1 to 12 scales, got {len(scales)}")
+    low, high = SWEEP_WINDOWS
+    if isinstance(window, bool) or not isinstance(window, int) or not low <= window <= high:
+        raise DemoError(f"the window must be a whole number of {low} to {high} input pixels, got {window!r}")
+    try:
+        img = load_image(image)
+    except ImageError as exc:
+        raise DemoError(f"cannot use this image: {exc}") from None
+    h, w = img.size
+    x, y = (w / 2, h / 2) if center is None else _point_in(center, img.size)
+    wh, ww = min(window, h), min(window, w)
+    top = min(max(round(y - wh / 2), 0), h - wh)
+    left = min(max(round(x - ww / 2), 0), w - ww)
+    dev = resolve_device(device)
+    up = Upscaler("bicubic" if model == "bicubic" else load_model(model, dev), dev)
+    label = model if model in ZOO or model == "bicubic" else Path(str(model)).stem
+    encoded = up.encode(img)
+    crops = []
+    for i, value in enumerate(scales):
+        H, W = output_size((h, w), value)
+        r0, c0 = min(round(top * value), H - 1), min(round(left * value), W - 1)
+        rh, rw = min(max(1, round(wh * value)), H - r0), min(max(1, round(ww * value)), W - c0)
+
+        def tick(done: int, total: int, _i=i, _s=value) -> None:
+            if progress is not None:
+                progress((_i + done / max(total, 1)) / len(scales), f"{label} ×{_s:g}")
+
+        rgb = up.render(encoded, value, (r0, c0, rh, rw), progress=tick)
+        crops.append((value, flatten_alpha(rgb, up.render_alpha(encoded, value, (r0, c0, rh, rw)))))
+    if progress is not None:
+        progress(1.0, "done")
+    # one display size for all: the largest crop's, within SWEEP_PANEL_SIDES (enlarged with
+    # nearest-neighbour so small scales show their pixels, reduced with a filter)
+    largest = max(max(c.shape[:2]) for _, c in crops)
+    side = min(max(largest, SWEEP_PANEL_SIDES[0]), SWEEP_PANEL_SIDES[1])
+    panels = []
+    for value, crop in crops:
+        fit = side / max(crop.shape[:2])
+        size = (max(1, round(crop.shape[1] * fit)), max(1, round(crop.shape[0] * fit)))
+        resized = np.asarray(Image.fromarray(crop).resize(size, Image.NEAREST if fit >= 1 else Image.LANCZOS))
+        square = np.full((side, side, 3), 255, np.uint8)  # a window cut by the border: centred on white
+        y0, x0 = (side - resized.shape[0]) // 2, (side - resized.shape[1]) // 2
+        square[y0:y0 + resized.shape[0], x0:x0 + resized.shape[1]] = resized
+        panels.append(Panel(f"×{value:g}", square, f"{crop.shape[1]}×{crop.shape[0]} px"))
+    return figures.comparison_figure(panels, flatten_alpha(img.rgb, img.alpha), (top, left, wh, ww),
+                                     "Input", f"{w}×{h}, {label}")
 
 
 def _origin(metadata: Mapping[str, str]) -> str:

@@ -314,6 +314,15 @@ class _Opaque:
 # -- 9. compare: a comparison figure from the shell --------------------------------------------
 
 @pytest.fixture
+def figure_inputs(tmp_path):
+    """A 16×12 input, a text file beside it (notes.txt) and the figure's path: (input, output)."""
+    src = tmp_path / "in.png"
+    Image.fromarray(rgb(12, 16)).save(src)
+    (tmp_path / "notes.txt").write_text("not an image")
+    return src, str(tmp_path / "fig.png")
+
+
+@pytest.fixture
 def no_model_set(monkeypatch):
     import hiif.demo
 
@@ -326,11 +335,8 @@ def no_model_set(monkeypatch):
     "size_small", "size_large", "center_one_value", "center_three_values", "center_negative",
     "center_outside", "gif", "missing_folder", "crops_missing", "unreadable_input", "scale_zero",
     "scale_nan", "device", "ground_truth_too_small", "max_input_zero", "max_input_nan"])
-def test_compare_checks_everything_before_loading(case, tmp_path, capsys, no_model_set):
-    src = tmp_path / "in.png"
-    Image.fromarray(rgb(12, 16)).save(src)
-    (tmp_path / "notes.txt").write_text("not an image")
-    out = str(tmp_path / "fig.png")
+def test_compare_checks_everything_before_loading(case, tmp_path, capsys, no_model_set, figure_inputs):
+    src, out = figure_inputs
     args = {
         "size_small": [str(src), out, "--size", "8"],
         "size_large": [str(src), out, "--size", "5000"],
@@ -394,3 +400,29 @@ def test_compare_a_part_of_a_large_input(tmp_path, capsys):
     assert comparison.job.crop == (0, 50, 30, 30)  # around the point, inside the picture
     assert comparison.figure().size == Image.open(fig).size
 
+
+
+@pytest.mark.parametrize("case", ["scales_bad", "scales_zero", "window_small", "center_outside", "gif",
+                                  "missing_model", "unreadable_input"])
+def test_sweep_checks_everything_before_loading(case, tmp_path, capsys, figure_inputs):
+    src, out = figure_inputs
+    args = {
+        "scales_bad": [str(src), out, "--scales", "2,x"],
+        "scales_zero": [str(src), out, "--scales", "0,2"],
+        "window_small": [str(src), out, "--window", "2"],
+        "center_outside": [str(src), out, "--center", "3,12"],
+        "gif": [str(src), str(tmp_path / "fig.gif")],
+        "missing_model": [str(src), out, "--model", str(tmp_path / "none.safetensors")],
+        "unreadable_input": [str(tmp_path / "notes.txt"), out],
+    }[case]
+    assert main(["sweep", *args, "--quiet"]) == 2
+    one_line_error(capsys)
+    assert not (tmp_path / "fig.png").exists()
+
+
+def test_sweep_writes_a_figure(tmp_path, capsys):
+    src = tmp_path / "in.png"
+    Image.fromarray(rgb(20, 24)).save(src)
+    assert main(["sweep", str(src), str(tmp_path / "fig.png"), "--scales", "2,5.5", "--window", "8"]) == 0
+    assert "hiif-edsr at ×2, ×5.5" in capsys.readouterr().err
+    assert Image.open(tmp_path / "fig.png").width == 3 * 256 + 4 * 8

@@ -426,3 +426,33 @@ def test_the_figure_of_a_part_shows_where_it_lies_in_the_whole_picture(models):
     assert abs(ys.min() - (top + ct * fit)) <= 1.5 and abs(xs.min() - cl * fit) <= 1.5
     assert abs(ys.max() - (top + (ct + ch) * fit - 1)) <= 1.5 and abs(xs.max() - ((cl + cw) * fit - 1)) <= 1.5
 
+
+
+def test_scale_sweep_shows_one_window_at_each_scale():
+    image = (RNG.random((30, 40, 3)) * 255).astype(np.uint8)
+    fig = np.asarray(demo.scale_sweep(image, [2, 3.5], "bicubic", center=(10, 20), window=8))
+    gap, side = hiif.figure.GAP, demo.SWEEP_PANEL_SIDES[0]  # 8·3.5 = 28 px: shown at 256
+    assert fig.shape[1] == 3 * side + 4 * gap  # the input, then one panel a scale
+    up = hiif.Upscaler("bicubic")
+    enc = up.encode(image)
+    for i, s in enumerate([2, 3.5], start=1):
+        r = round(8 * s)
+        region = up.render(enc, s, (round(16 * s), round(6 * s), r, r))  # the window: y 16-24, x 6-14
+        expected = np.asarray(Image.fromarray(region).resize((side, side), Image.NEAREST))
+        x = gap + i * (side + gap)
+        assert np.array_equal(fig[gap:gap + side, x:x + side], expected), s
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(scales=[]), "1 to 12 scales"), (dict(scales=[2] * 13), "1 to 12 scales"),
+    (dict(scales=[0.5]), "scale"), (dict(scales=[2, float("nan")]), "scale"), (dict(scales=[(2, 3)]), "scale"),
+    (dict(window=2), "window"), (dict(window=8.0), "window"), (dict(center=(40, 0)), "outside"),
+    (dict(image=b"junk"), "cannot use this image"), (dict(device="foo"), "unknown device")])
+def test_scale_sweep_checks_its_arguments_before_loading(kwargs, message, monkeypatch):
+    def refuse(*args, **kw):
+        raise AssertionError("the model was loaded before the arguments were checked")
+    monkeypatch.setattr(demo, "load_model", refuse)
+    args = dict(image=IMAGE, scales=[2, 4], window=8)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        demo.scale_sweep(args.pop("image"), args.pop("scales"), "hiif-edsr", **args)
