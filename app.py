@@ -226,7 +226,7 @@ def build(models: demo.ModelSet, outputs: demo.OutputDir) -> gr.Blocks:
                                      elem_id="results", wrap=True)
             with gr.Column(scale=2):
                 whole_btn = gr.Button("Render whole output", visible=False, elem_id="whole")
-                files = gr.File(label="Downloads (PNG)", file_count="multiple", height=160,
+                files = gr.File(label="Downloads (PNG; the comparison figure last)", file_count="multiple", height=160,
                                 interactive=False, elem_id="downloads")
 
         # hidden components behind the API endpoint /upscale
