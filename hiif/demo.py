@@ -38,8 +38,8 @@ from PIL import Image
 
 from . import figure as figures
 from .engine import MAX_OUTPUT_PIXELS, STATS_MAX_QUERIES, Upscaler, is_out_of_memory, output_size, resolve_device, validate_scale
-from .figure import Panel, flatten_alpha
-from .imageio import MAX_INPUT_PIXELS, ImageError, InputImage, load_image
+from .figure import Panel
+from .imageio import MAX_INPUT_PIXELS, ImageError, InputImage, composite_on_white, load_image
 from .metrics import psnr, ssim
 from .weights import ZOO, WeightsError, load_model
 
@@ -459,7 +459,7 @@ class Comparison:
                 caption = f"{r.psnr:.2f} dB · {r.ssim:.4f}" if math.isfinite(r.psnr) and math.isfinite(r.ssim) else ""
             else:
                 caption = "" if method == "bicubic" else job.backbone
-            panels.append(Panel(r.label, flatten_alpha(r.image, r.alpha), caption))
+            panels.append(Panel(r.label, composite_on_white(r.image, r.alpha), caption))
         if not panels:
             return None
         top, left, rh, rw = job.region
@@ -467,13 +467,13 @@ class Comparison:
         if job.gt is None:
             sy, sx = job.scale
             whole = job.source or job.lr
-            overview = flatten_alpha(whole.rgb, whole.alpha)
+            overview = composite_on_white(whole.rgb, whole.alpha)
             box = (ct + top / sy, cl + left / sx, rh / sy, rw / sx)
             label, caption = "Input", f"{whole.size[1]}×{whole.size[0]}, {scale_text(job.scale)}"
         else:
             panels.append(Panel("Ground truth", np.ascontiguousarray(job.gt[top:top + rh, left:left + rw]),
                                 "PSNR (Y) · SSIM" if len(panels) else ""))
-            overview = job.gt if job.source is None else flatten_alpha(job.source.rgb, job.source.alpha)
+            overview = job.gt if job.source is None else composite_on_white(job.source.rgb, job.source.alpha)
             box = (ct + top, cl + left, rh, rw)
             label = "Ground truth"
             caption = f"{overview.shape[1]}×{overview.shape[0]}, {scale_text(job.scale)}, {job.backbone}"
@@ -830,7 +830,7 @@ def scale_sweep(image: object, scales: Iterable[float], model: str = "hiif-edsr"
                 progress((_i + done / max(total, 1)) / len(scales), f"{label} ×{_s:g}")
 
         rgb = up.render(encoded, value, (r0, c0, rh, rw), progress=tick)
-        crops.append((value, flatten_alpha(rgb, up.render_alpha(encoded, value, (r0, c0, rh, rw)))))
+        crops.append((value, composite_on_white(rgb, up.render_alpha(encoded, value, (r0, c0, rh, rw)))))
     if progress is not None:
         progress(1.0, "done")
     # one display size for all: the largest crop's, within SWEEP_PANEL_SIDES (enlarged with
@@ -846,7 +846,7 @@ def scale_sweep(image: object, scales: Iterable[float], model: str = "hiif-edsr"
         y0, x0 = (side - resized.shape[0]) // 2, (side - resized.shape[1]) // 2
         square[y0:y0 + resized.shape[0], x0:x0 + resized.shape[1]] = resized
         panels.append(Panel(f"×{value:g}", square, f"{crop.shape[1]}×{crop.shape[0]} px"))
-    return figures.comparison_figure(panels, flatten_alpha(img.rgb, img.alpha), (top, left, wh, ww),
+    return figures.comparison_figure(panels, composite_on_white(img.rgb, img.alpha), (top, left, wh, ww),
                                      "Input", f"{w}×{h}, {label}")
 
 

@@ -41,14 +41,6 @@ class Panel:
     caption: str = ""
 
 
-def flatten_alpha(rgb: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
-    """``rgb`` composited over white where ``alpha`` (H×W uint8) is given, as a figure shows it."""
-    if alpha is None:
-        return rgb
-    a = alpha.astype(np.float32)[..., None] / 255.0
-    return np.round(rgb.astype(np.float32) * a + 255.0 * (1.0 - a)).astype(np.uint8)
-
-
 def panel_size(height: int, width: int) -> tuple[int, int]:
     """The (height, width) a ``height``×``width`` crop is shown at: enlarged by the largest whole
     factor that keeps its longer side within ``MAX_PANEL_SIDE`` (up to the one that brings its

@@ -229,6 +229,15 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
         raise
 
 
+def composite_on_white(rgb: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
+    """``rgb`` (H×W×3 uint8) composited over white where ``alpha`` (H×W uint8) is given: how an
+    image with transparency is shown or written where transparency cannot be kept."""
+    if alpha is None:
+        return rgb
+    a = alpha.astype(np.float32)[..., None] / 255.0
+    return np.round(rgb.astype(np.float32) * a + 255.0 * (1.0 - a)).astype(np.uint8)
+
+
 def save_image(image: Image.Image, path: str | os.PathLike) -> None:
     """Write ``image`` (format from the extension, :func:`check_output`). Alpha is composited on
     white for formats without it (JPEG, BMP); the ICC profile in ``image.info`` is kept."""
@@ -236,8 +245,8 @@ def save_image(image: Image.Image, path: str | os.PathLike) -> None:
     fmt = check_output(path, (image.height, image.width))
     icc = image.info.get("icc_profile")
     if not WRITABLE[fmt] and (image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info):
-        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, image.convert("RGBA")).convert("RGB")
+        rgba = np.asarray(image.convert("RGBA"))
+        image = Image.fromarray(composite_on_white(rgba[..., :3], rgba[..., 3]), "RGB")
     options: dict = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
     if icc and fmt in ICC_FORMATS:
         options["icc_profile"] = icc

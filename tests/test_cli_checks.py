@@ -15,7 +15,7 @@ import hiif.evaluate
 import hiif.weights
 from hiif.cli import main
 from hiif.engine import Upscaler, resolve_device
-from hiif.imageio import ImageError, load_image, save_image
+from hiif.imageio import ImageError, composite_on_white, load_image, save_image
 from hiif.weights import WeightsError, load_model
 
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -250,6 +250,15 @@ def test_alpha_is_composited_on_white(tmp_path, ext):
     tol = 0 if ext == "bmp" else 12
     assert np.abs(got[:, :2] - 255).max() <= tol  # transparent: white, not the hidden red
     assert np.abs(got[:, 6:] - [200, 0, 0]).max() <= tol
+
+
+def test_composite_on_white_weights_by_alpha():
+    image = np.zeros((2, 2, 3), np.uint8)
+    alpha = np.array([[0, 255], [128, 255]], np.uint8)
+    flat = composite_on_white(image, alpha)
+    assert flat[0, 0].tolist() == [255] * 3 and flat[0, 1].tolist() == [0] * 3
+    assert flat[1, 0].tolist() == [127] * 3
+    assert composite_on_white(image, None) is image
 
 
 # -- 6. float arrays --------------------------------------------------------------------------

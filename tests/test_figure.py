@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from hiif import figure
-from hiif.figure import GAP, Panel, comparison_figure, flatten_alpha, panel_size
+from hiif.figure import GAP, Panel, comparison_figure, panel_size
 
 
 def rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -69,12 +69,3 @@ def test_bad_panels_are_refused():
         comparison_figure([])
     with pytest.raises(ValueError, match="B is"):
         comparison_figure([Panel("A", rgb(8, 8)), Panel("B", rgb(8, 9))])
-
-
-def test_flatten_alpha_composites_on_white():
-    image = np.zeros((2, 2, 3), np.uint8)
-    alpha = np.array([[0, 255], [128, 255]], np.uint8)
-    flat = flatten_alpha(image, alpha)
-    assert flat[0, 0].tolist() == [255] * 3 and flat[0, 1].tolist() == [0] * 3
-    assert flat[1, 0].tolist() == [127] * 3
-    assert flatten_alpha(image, None) is image
