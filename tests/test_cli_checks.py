@@ -410,7 +410,6 @@ def test_compare_a_part_of_a_large_input(tmp_path, capsys):
     assert comparison.figure().size == Image.open(fig).size
 
 
-
 @pytest.mark.parametrize("case", ["scales_bad", "scales_zero", "window_small", "center_outside", "gif",
                                   "missing_model", "unreadable_input"])
 def test_sweep_checks_everything_before_loading(case, tmp_path, capsys, figure_inputs):
