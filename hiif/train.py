@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import random
 import signal
 import threading
@@ -30,6 +29,7 @@ import yaml
 
 from .data.patches import PatchSampler, list_images, load_images
 from .engine import effective_precision
+from .imageio import atomic_write
 from .models import ImplicitSR, create_model
 from .weights import WEIGHTS_DIR, load_safetensors, save_safetensors
 
@@ -408,9 +408,8 @@ class Trainer:
         if self.ema is not None:
             state["ema"], state["ema_updates"] = self.ema.state_dict(), self.ema.updates
         path = self.run_dir / CHECKPOINT
-        tmp = path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        with atomic_write(path) as fh:  # a kill mid-save leaves the previous checkpoint whole
+            torch.save(state, fh)
         return path
 
     def read_checkpoint(self, path: str | Path | None = None) -> dict[str, Any]:

@@ -15,9 +15,11 @@ from typing import Any, Mapping
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
+from safetensors.torch import save as safetensors_bytes
 
 from .engine import resolve_device
+from .imageio import atomic_write
 from .models import ImplicitSR, create_model
 
 WEIGHTS_DIR = Path(os.environ.get("HIIF_WEIGHTS_DIR", Path(__file__).resolve().parents[1] / "weights"))
@@ -172,9 +174,9 @@ def save_safetensors(model: ImplicitSR, path: str | Path, metadata: Mapping[str,
     meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    save_file(state, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    data = safetensors_bytes(state, metadata=meta)
+    with atomic_write(path) as fh:  # whole or not at all, with the umask's permissions (save_file: 0600)
+        fh.write(data)
     return path
 
 

@@ -1,4 +1,5 @@
 """Weights I/O, the zoo, and the command line."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,16 @@ def test_safetensors_round_trip_is_fp16_and_exact_to_fp16(tmp_path, formula_mode
         if a.is_floating_point():
             assert torch.equal(b, a.half().float())
     assert path.stat().st_size < 0.6 * sum(v.numel() * 4 for v in model.state_dict().values())
+
+
+def test_saved_weights_are_readable_as_the_umask_allows(tmp_path, formula_models):
+    umask = os.umask(0o022)
+    try:
+        path = save_safetensors(formula_models("liif-edsr-baseline"), tmp_path / "m.safetensors")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644  # others can load what a server exported
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary file left
 
 
 def test_spec_dict_builds_fresh_model():
