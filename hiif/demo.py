@@ -539,7 +539,8 @@ class ModelSet:
     def device_text(self) -> str:
         if self.device.type == "cuda":
             return f"CUDA ({torch.cuda.get_device_name(self.device)})"
-        return f"CPU ({torch.get_num_threads()} threads)"
+        threads = torch.get_num_threads()
+        return f"CPU ({threads} thread{'s' if threads != 1 else ''})"
 
     def status_markdown(self) -> str:
         lim = self.limits

@@ -456,3 +456,13 @@ def test_scale_sweep_checks_its_arguments_before_loading(kwargs, message, monkey
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         demo.scale_sweep(args.pop("image"), args.pop("scales"), "hiif-edsr", **args)
+
+
+@pytest.mark.parametrize("threads, text", [(1, "CPU (1 thread)"), (2, "CPU (2 threads)")])
+def test_device_text_counts_cpu_threads(threads, text):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert demo.ModelSet.device_text(type("Set", (), {"device": torch.device("cpu")})()) == text
+    finally:
+        torch.set_num_threads(before)
