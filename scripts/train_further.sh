@@ -8,14 +8,26 @@
 # down to min_lr at S+STEPS. The cycle is written once, to runs/further/<name>.yaml: a rerun after an interruption
 # finishes the same cycle from runs/<name>/checkpoint.pt. Rounds export to runs/further/<name>.safetensors;
 # weights/ is replaced by hand, and only where scripts/evaluate_encoder.sh shows a gain.
+# A first verdict, on one core, with the exports under their zoo names (Set5 was enough in
+# benchmarks/RESULTS.md sections 12, 14 and 15):
+#   HIIF_WEIGHTS_DIR=runs/further python -m hiif evaluate --model hiif-ENCODER --data ../shared/benchmarks/Set5 --scales 2,3,4,6,8,12,18,24,30
 set -euo pipefail
 cd "$(dirname "$0")/.."
 encoder=${1:?encoder: edsr, rdn or swinir}; steps=${2:-600}; round=${3:-$steps}; lr=${4:-}
 [ -d data/trainset ] || python -m hiif.data build-trainset data/trainset
 mkdir -p runs/further
+for method in hiif liif lte; do  # checked for all three before any cycle is written
+  name=$method-$encoder
+  if [ ! -f "runs/further/$name.yaml" ] && [ -f "runs/$name/checkpoint.pt" ]; then
+    # --resume would carry on that run instead of starting this cycle
+    echo "runs/$name/checkpoint.pt belongs to an earlier run: move runs/$name away (e.g. into runs/archive/) to start a new cycle" >&2
+    exit 2
+  fi
+done
 for method in hiif liif lte; do
   name=$method-$encoder
-  [ -f "runs/further/$name.yaml" ] || python - "$name" "$steps" "$lr" <<'PY'
+  [ -f "runs/further/$name.yaml" ] && continue
+  python - "$name" "$steps" "$lr" <<'PY'
 import sys
 from hiif.train import write_fitted_config
 from hiif.weights import WEIGHTS_DIR, load_safetensors

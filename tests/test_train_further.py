@@ -75,3 +75,16 @@ def test_a_further_cycle_runs_in_equal_rounds_and_a_rerun_finishes_it(tmp_path):
     for method in MODELS:
         cycle = yaml.safe_load((repo / "runs" / "further" / f"{method}-tiny.yaml").read_text())["optim"]
         assert (cycle["restart_at"], cycle["steps"]) == (4, 10)
+
+
+def test_a_new_cycle_refuses_a_checkpoint_left_by_an_earlier_run(tmp_path):
+    repo = tmp_path / "repo"
+    env = stand_in(repo)
+    stale = repo / "runs" / "liif-tiny"
+    stale.mkdir(parents=True)
+    (stale / "checkpoint.pt").write_bytes(b"from an earlier cycle")
+    done = subprocess.run(["bash", "scripts/train_further.sh", "tiny", "6", "3"], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2
+    assert "runs/liif-tiny/checkpoint.pt belongs to an earlier run" in done.stderr
+    assert not list((repo / "runs").glob("further/*.yaml"))  # no cycle half-started, not even hiif's
