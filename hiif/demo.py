@@ -798,8 +798,10 @@ def scale_sweep(image: object, scales: Iterable[float], model: str = "hiif-edsr"
     or ``"bicubic"``. Each panel is the region of that scale's whole output (HIIF: with the whole
     output's attention statistics). Bad input raises a one-line :class:`DemoError` before the model
     loads."""
+    if isinstance(scales, (str, bytes)):
+        raise DemoError(f"scales must be a list of numbers, got {scales!r}")
     try:
-        scales = [validate_scale(float(v))[0] for v in scales] if not isinstance(scales, (str, bytes)) else []
+        scales = [validate_scale(float(v))[0] for v in scales]
     except (TypeError, ValueError) as exc:
         raise DemoError(f"invalid scale: {exc}") from None
     if not 1 <= len(scales) <= 12:

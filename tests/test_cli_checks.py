@@ -412,8 +412,14 @@ def test_compare_a_part_of_a_large_input(tmp_path, capsys):
 
 @pytest.mark.parametrize("case", ["scales_bad", "scales_zero", "window_small", "center_outside", "gif",
                                   "missing_model", "unreadable_input"])
-def test_sweep_checks_everything_before_loading(case, tmp_path, capsys, figure_inputs):
+def test_sweep_checks_everything_before_loading(case, tmp_path, capsys, figure_inputs, monkeypatch):
+    import hiif.demo
+
     src, out = figure_inputs
+    if case != "missing_model":  # only a model that cannot be loaded is found by loading it
+        def refuse(*args, **kwargs):
+            raise AssertionError("the model was loaded before the inputs were checked")
+        monkeypatch.setattr(hiif.demo, "load_model", refuse)
     args = {
         "scales_bad": [str(src), out, "--scales", "2,x"],
         "scales_zero": [str(src), out, "--scales", "0,2"],

@@ -427,7 +427,6 @@ def test_the_figure_of_a_part_shows_where_it_lies_in_the_whole_picture(models):
     assert abs(ys.max() - (top + (ct + ch) * fit - 1)) <= 1.5 and abs(xs.max() - ((cl + cw) * fit - 1)) <= 1.5
 
 
-
 def test_scale_sweep_shows_one_window_at_each_scale():
     image = (RNG.random((30, 40, 3)) * 255).astype(np.uint8)
     fig = np.asarray(demo.scale_sweep(image, [2, 3.5], "bicubic", center=(10, 20), window=8))
@@ -444,7 +443,7 @@ def test_scale_sweep_shows_one_window_at_each_scale():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(scales=[]), "1 to 12 scales"), (dict(scales=[2] * 13), "1 to 12 scales"),
+    (dict(scales="2,4"), "list of numbers"), (dict(scales=[]), "1 to 12 scales"), (dict(scales=[2] * 13), "1 to 12 scales"),
     (dict(scales=[0.5]), "scale"), (dict(scales=[2, float("nan")]), "scale"), (dict(scales=[(2, 3)]), "scale"),
     (dict(window=2), "window"), (dict(window=8.0), "window"), (dict(center=(40, 0)), "outside"),
     (dict(image=b"junk"), "cannot use this image"), (dict(device="foo"), "unknown device")])
