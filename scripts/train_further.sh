@@ -3,6 +3,10 @@
 # that the three methods share the same budget whenever the run is stopped at a round boundary.
 #   nice -n 19 bash scripts/train_further.sh ENCODER STEPS [ROUND_STEPS [LR]] > runs/train.log 2>&1 &
 #   nice -n 19 bash scripts/train_further.sh edsr 1200 400 1e-4 > runs/train.log 2>&1 &
+# LANES=2 trains two models at once, one thread each (on 2 cores that halved a trio's wall time,
+# benchmarks/RESULTS.md section 15; two threads of one model wait for each other whenever one is
+# descheduled): the rounds' jobs are taken in order by whichever lane is free, a lock per model
+# keeps its jobs one at a time, and each job's output goes to runs/further/<name>.log.
 # Each model's cycle (hiif.train.write_fitted_config): from its committed weights at step S, a
 # fresh optimizer warmed up, then a cosine from LR (default half the CPU config's learning rate)
 # down to min_lr at S+STEPS. The cycle is written once, to runs/further/<name>.yaml: a rerun after an interruption
@@ -38,12 +42,28 @@ print(f"{name}: further cycle {start} -> {start + steps}")
 PY
 done
 start() { python -c "import yaml, sys; print(yaml.safe_load(open(sys.argv[1]))['optim']['restart_at'])" "$1"; }
-for k in $(seq 1 $(( (steps + round - 1) / round ))); do
-  for method in hiif liif lte; do
-    name=$method-$encoder; config=runs/further/$name.yaml
-    until=$(( $(start "$config") + (k * round < steps ? k * round : steps) ))
-    echo "=== round $k $name to step $until $(date -u)"
-    python -m hiif train --config "$config" --resume --until "$until" --export "runs/further/$name.safetensors"
+rounds=$(( (steps + round - 1) / round ))
+round_jobs() {  # "K NAME UNTIL" for every round's three jobs, in order
+  for k in $(seq 1 $rounds); do
+    for method in hiif liif lte; do
+      name=$method-$encoder
+      echo "$k $name $(( $(start "runs/further/$name.yaml") + (k * round < steps ? k * round : steps) ))"
+    done
   done
-done
+}
+lanes=${LANES:-1}
+if [ "$lanes" -le 1 ]; then
+  round_jobs | while read -r k name until; do
+    echo "=== round $k $name to step $until $(date -u)"
+    python -m hiif train --config "runs/further/$name.yaml" --resume --until "$until" --export "runs/further/$name.safetensors" < /dev/null
+  done
+else
+  # a job that finds its model already past UNTIL (its lane fell behind) only re-exports it
+  round_jobs | OMP_NUM_THREADS=1 xargs -P "$lanes" -L 1 bash -c '
+    k=$0 name=$1 until=$2
+    exec 9> "runs/further/$name.lock" && flock 9
+    echo "=== round $k $name to step $until $(date -u)"
+    python -m hiif train --config "runs/further/$name.yaml" --resume --until "$until" \
+      --export "runs/further/$name.safetensors" >> "runs/further/$name.log" 2>&1'
+fi
 echo "=== done $(date -u)"
