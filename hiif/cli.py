@@ -57,13 +57,49 @@ def parse_scales(text: str) -> list[float]:
     return scales
 
 
+#: the images a folder given to ``upscale`` contributes, by extension (others are left alone)
+INPUT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+
+
+def _upscale_pairs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
+    """(input, output) paths: one file to a file or into a folder, or every image of a folder
+    (not its subfolders) into a folder, as ``<stem>.<--format>``."""
+    source, target = Path(args.input), Path(args.output)
+    if not source.is_dir():
+        if target.is_dir():  # `upscale photo.jpg out/` writes out/photo.png
+            target = target / f"{source.stem}.{args.format or 'png'}"
+        elif args.format is not None:
+            raise CliError("--format: only for an output folder; a file's extension gives its format")
+        return [(source, target)]
+    if target.is_file() or (not target.exists() and target.suffix.lower() in INPUT_EXTENSIONS):
+        raise CliError(f"{target}: an input folder needs an output folder, not a file")
+    if not target.exists() and not target.parent.is_dir():
+        raise CliError(f"{target.parent}: output folder does not exist")
+    inputs = sorted(p for p in source.iterdir()
+                    if p.suffix.lower() in INPUT_EXTENSIONS and not p.name.startswith(".") and p.is_file())
+    if not inputs:
+        raise CliError(f"{source}: no images in this folder ({', '.join(INPUT_EXTENSIONS)})")
+    if target.exists() and target.resolve() == source.resolve():
+        raise CliError(f"{target}: the output folder is the input folder; name another one")
+    written_by: dict[Path, Path] = {}
+    for path in inputs:
+        out = target / f"{path.stem}.{args.format or 'png'}"
+        if out in written_by:
+            raise CliError(f"{written_by[out].name} and {path.name} would both be written to {out}")
+        written_by[out] = path
+    return [(path, out) for out, path in written_by.items()]
+
+
 def cmd_upscale(args: argparse.Namespace) -> int:
     from .engine import (MAX_OUTPUT_PIXELS, MIN_REQUESTED_TILE, Upscaler, effective_precision, output_size,
                          resolve_device)
-    from .imageio import check_output, load_image, save_image
+    from tqdm import tqdm
+
+    from .imageio import ImageError, check_output, load_image, save_image
     from .weights import load_model
 
-    # Everything that can be checked is checked before the model loads (that takes seconds).
+    # Everything that can be checked is checked before the model loads (that takes seconds),
+    # for every image of a folder: a batch does not stop half-way on a file it could have refused.
     scale = parse_scale(args.scale)
     device = resolve_device(args.device)
     effective_precision(args.precision, device)  # fp16 on a CPU is refused here
@@ -72,20 +108,51 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     if args.tile is not None and (args.tile < 0 or 0 < args.tile < MIN_REQUESTED_TILE):
         raise CliError(f"--tile: expected 0 (whole images only) or a tile size of at least "
                        f"{MIN_REQUESTED_TILE} pixels, got {args.tile}")
-    image = load_image(args.input)  # decoded whole: inputs are at most MAX_INPUT_PIXELS
-    height, width = output_size(image.size, scale)
-    fmt = check_output(args.output, (height, width))
-    if fmt != "PNG" and height * width > MAX_OUTPUT_PIXELS:
-        raise CliError(f"{args.output}: a {width}×{height} output ({height * width / 1e6:.0f} MP) is above "
-                       f"{MAX_OUTPUT_PIXELS / 1e6:.0f} MP, which only .png outputs (rendered in bands) allow")
+    pairs = _upscale_pairs(args)
+    batch = Path(args.input).is_dir()
+    made_folder = batch and not Path(args.output).exists()
+    if batch:
+        Path(args.output).mkdir(exist_ok=True)
+    image = None
+    formats, refused = [], []
+    checks = pairs if not batch or args.quiet else tqdm(pairs, desc="checking the inputs", leave=False,
+                                                         unit="image")
+    for source, target in checks:
+        try:
+            image = load_image(source)  # decoded whole: inputs are at most MAX_INPUT_PIXELS
+            height, width = output_size(image.size, scale)
+            fmt = check_output(target, (height, width))
+            if fmt != "PNG" and height * width > MAX_OUTPUT_PIXELS:
+                raise CliError(f"{target}: a {width}×{height} output ({height * width / 1e6:.0f} MP) is above "
+                               f"{MAX_OUTPUT_PIXELS / 1e6:.0f} MP, which only .png outputs (rendered in bands) allow")
+            formats.append(fmt)
+        except (ImageError, CliError) as exc:
+            refused.append(str(exc))
+    if refused:
+        if made_folder:
+            Path(args.output).rmdir()
+        more = f" (and {len(refused) - 1} more of the {len(pairs)} images)" if len(refused) > 1 else ""
+        raise CliError(refused[0] + more + ("; nothing was written" if batch else ""))
     model = "bicubic" if args.model == "bicubic" else load_model(args.model, device=device)
     upscaler = Upscaler(model, device=device, chunk=args.chunk, precision=args.precision, tile=args.tile)
-    if fmt == "PNG":  # streamed in bands: bounded memory at any size
-        upscaler.render_to_png(image, scale, args.output, progress=not args.quiet)
-    else:
-        save_image(upscaler.upscale(image, scale, progress=not args.quiet), args.output)
-    if not args.quiet:
-        print(f"{args.output}: {width}×{height} ({upscaler.describe()})", file=sys.stderr)
+    for k, ((source, target), fmt) in enumerate(zip(pairs, formats), 1):
+        try:
+            if batch:
+                image = load_image(source)  # one image in memory at a time
+                if not args.quiet:
+                    print(f"[{k}/{len(pairs)}] {source}", file=sys.stderr)
+            height, width = output_size(image.size, scale)
+            if fmt == "PNG":  # streamed in bands: bounded memory at any size
+                upscaler.render_to_png(image, scale, target, progress=not args.quiet)
+            else:
+                save_image(upscaler.upscale(image, scale, progress=not args.quiet), target)
+        except (ValueError, OSError, MemoryError) as exc:
+            if not batch:
+                raise
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CliError(f"{source}: {message} ({k - 1} of the {len(pairs)} images written)") from None
+        if not args.quiet:
+            print(f"{target}: {width}×{height} ({upscaler.describe()})", file=sys.stderr)
     return 0
 
 
@@ -245,9 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hiif", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("upscale", help="upscale an image by any scale up to 30")
-    p.add_argument("input")
-    p.add_argument("output")
+    p = sub.add_parser("upscale", help="upscale an image, or every image of a folder, by any scale up to 30")
+    p.add_argument("input", help="an image file, or a folder: its images (not its subfolders')")
+    p.add_argument("output", help="an image file (its extension gives the format), or a folder "
+                                  "(created if need be): <input name>.png there")
+    p.add_argument("--format", choices=["png", "jpg", "webp", "tif", "bmp"], default=None,
+                   help="the outputs' format when OUTPUT is a folder (default: png)")
     p.add_argument("--scale", required=True, help="S, or SY,SX for per-axis scales (1 to 30)")
     p.add_argument("--model", default="hiif-edsr", help="zoo name, weights path, or 'bicubic'")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: CUDA if present)")

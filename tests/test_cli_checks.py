@@ -68,7 +68,7 @@ def test_load_model_checks_the_device_first(tmp_path):
 # -- 2. everything checked before a model loads ----------------------------------------------
 
 @pytest.mark.parametrize("case", [
-    "gif", "icon", "no_extension", "missing_folder", "parent_is_file", "output_is_folder",
+    "gif", "icon", "no_extension", "missing_folder", "parent_is_file",
     "jpeg_too_wide", "webp_too_wide", "scale_underscore", "scale_trailing_comma", "scale_inf",
     "scale_nan", "scale_zero", "scale_negative", "scale_above_30", "scale_three_values",
     "device", "fp16_on_cpu", "unreadable_input", "chunk_zero", "tile_negative", "tile_too_small"])
@@ -86,7 +86,6 @@ def test_upscale_checks_everything_before_loading(case, tmp_path, capsys, no_mod
         "no_extension": [str(src), str(tmp_path / "o")],
         "missing_folder": [str(src), str(tmp_path / "nope" / "o.png")],
         "parent_is_file": [str(src), str(tmp_path / "notes.txt" / "o.png")],
-        "output_is_folder": [str(src), str(tmp_path / "dir.png")],
         "jpeg_too_wide": [str(strip), str(tmp_path / "o.jpg"), "--scale", "30"],  # 90,000 px wide
         "webp_too_wide": [str(strip), str(tmp_path / "o.webp"), "--scale", "6"],  # 18,000 px wide
         "scale_underscore": [str(src), out, "--scale", "1_5"],
@@ -112,6 +111,98 @@ def test_upscale_checks_everything_before_loading(case, tmp_path, capsys, no_mod
         assert "per side" in line and ".png" in line
     assert not (tmp_path / "o.png").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no probe left behind
+
+
+# -- 2b. a folder of images ------------------------------------------------------------------
+
+def photo_folder(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(rgb(5, 6, 1)).save(photos / "a.png")
+    Image.fromarray(rgb(7, 4, 2)).save(photos / "b.JPG", quality=95)
+    (photos / "notes.txt").write_text("not an image, not an input")
+    (photos / "sub").mkdir()
+    Image.fromarray(rgb(3, 3)).save(photos / "sub" / "c.png")  # subfolders are not read
+    return photos
+
+
+def test_upscale_a_folder_into_a_folder(tmp_path, capsys):
+    photos = photo_folder(tmp_path)
+    out = tmp_path / "up"
+    assert main(["upscale", str(photos), str(out), "--scale", "2.5", "--model", "bicubic"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    assert Image.open(out / "a.png").size == (15, 12) and Image.open(out / "b.png").size == (10, 18)
+    err = capsys.readouterr().err
+    assert f"[1/2] {photos / 'a.png'}" in err and f"[2/2] {photos / 'b.JPG'}" in err
+    # --format for the outputs; an existing output folder is written into
+    assert main(["upscale", str(photos), str(out), "--scale", "2", "--model", "bicubic", "--format", "jpg",
+                 "--quiet"]) == 0
+    assert Image.open(out / "b.jpg").format == "JPEG" and Image.open(out / "b.jpg").size == (8, 14)
+
+
+def test_upscale_a_file_into_a_folder(tmp_path):
+    photos = photo_folder(tmp_path)
+    assert main(["upscale", str(photos / "b.JPG"), str(tmp_path), "--scale", "3", "--model", "bicubic",
+                 "--quiet"]) == 0
+    assert Image.open(tmp_path / "b.png").size == (12, 21)
+
+
+def test_a_failure_half_way_through_a_folder_says_where_it_stopped(tmp_path, capsys, monkeypatch):
+    photos = photo_folder(tmp_path)
+    render = Upscaler.render_to_png
+
+    def second_one_fails(self, image, scale, path, **kwargs):
+        if path.name == "b.png":
+            raise MemoryError("not enough memory for this one")
+        return render(self, image, scale, path, **kwargs)
+    monkeypatch.setattr(Upscaler, "render_to_png", second_one_fails)
+    assert main(["upscale", str(photos), str(tmp_path / "up"), "--scale", "2", "--model", "bicubic",
+                 "--quiet"]) == 2
+    line = one_line_error(capsys)
+    assert "b.JPG: not enough memory for this one (1 of the 2 images written)" in line
+    assert sorted(p.name for p in (tmp_path / "up").iterdir()) == ["a.png"]
+
+
+@pytest.mark.parametrize("case", ["bad_image", "two_bad_images", "same_stem", "into_itself", "output_is_file",
+                                  "output_named_like_a_file", "missing_parent", "empty_folder",
+                                  "format_for_a_file", "jpeg_too_wide"])
+def test_upscale_a_folder_checks_every_image_before_loading(case, tmp_path, capsys, no_model_loads):
+    photos = photo_folder(tmp_path)
+    out = tmp_path / "up"
+    args = [str(photos), str(out)]
+    if case in ("bad_image", "two_bad_images"):
+        Image.fromarray(rgb(64, 64)).save(photos / "c.png")
+        (photos / "c.png").write_bytes((photos / "c.png").read_bytes()[:6000])  # truncated
+        if case == "two_bad_images":
+            (photos / "d.webp").write_text("not an image")
+    elif case == "same_stem":
+        Image.fromarray(rgb(4, 4)).save(photos / "a.tif")
+    elif case == "into_itself":
+        args = [str(photos), str(photos)]
+    elif case == "output_is_file":
+        args = [str(photos), str(photos / "a.png")]
+    elif case == "output_named_like_a_file":
+        args = [str(photos), str(tmp_path / "up.png")]
+    elif case == "missing_parent":
+        args = [str(photos), str(tmp_path / "nope" / "up")]
+    elif case == "empty_folder":
+        (photos / "sub" / "nothing").mkdir()
+        args = [str(photos / "sub" / "nothing"), str(out)]
+    elif case == "format_for_a_file":
+        args = [str(photos / "a.png"), str(tmp_path / "o.png"), "--format", "jpg"]
+    elif case == "jpeg_too_wide":
+        Image.fromarray(rgb(1, 3000)).save(photos / "strip.png")
+        args += ["--format", "jpg"]
+    assert main(["upscale", *args, "--scale", "30", "--model", "hiif-edsr", "--quiet"]) == 2
+    line = one_line_error(capsys)
+    expected = {"bad_image": "c.png: image file is truncated", "two_bad_images": "and 1 more of the 4 images",
+                "same_stem": "a.png and a.tif would both be written to", "into_itself": "is the input folder",
+                "output_is_file": "needs an output folder", "output_named_like_a_file": "needs an output folder",
+                "missing_parent": "output folder does not exist", "empty_folder": "no images in this folder",
+                "format_for_a_file": "--format: only for an output folder", "jpeg_too_wide": "per side"}[case]
+    assert expected in line, line
+    assert not out.exists()  # nothing written, not even the folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
 
 
 def test_evaluate_scales_are_parsed_once_by_the_cli(tmp_path, monkeypatch):
