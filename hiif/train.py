@@ -336,7 +336,7 @@ class Trainer:
         self.progress = progress
         # what really runs: bf16 only where the CPU has it natively (decided once, not per step)
         self.precision = effective_precision(config.raw.get("precision", "bf16"), self.device)
-        seed = int(config.raw.get("seed", 0))
+        self.seed = seed = int(config.raw.get("seed", 0))
         torch.manual_seed(seed)
         random.seed(seed)
         self.model = create_model(config.model).to(self.device)
@@ -475,6 +475,8 @@ class Trainer:
             self.elapsed = float(weights.metadata.get("train_seconds", 0))
             # the optimizer moments are lost: restart the warm-up from there
             self.warm_restart = self.step
+            # fresh patches: the seed's own stream is the one the weights were trained on first
+            self.sampler.reseed(self.seed, self.step)
             self.started, self.start_note = True, f"{committed} at step {self.step}"
             self.donors = json.loads(weights.metadata.get("donors", "[]"))
             self.hardware = [h for h in weights.metadata.get("device", "").split(" + ") if h]

@@ -180,6 +180,25 @@ def test_resume_prefers_weights_trained_further_than_the_checkpoint(tmp_path, mo
     assert "resumed" in again.resume() and again.step == 7
 
 
+def test_a_cycle_from_weights_draws_patches_the_weights_have_not_seen(tmp_path, monkeypatch):
+    """A further cycle starts from the weights with a fresh sampler: seeded like the first run, it
+    would replay that run's patches one for one (the first 1,500 steps of a 1,500-step model)."""
+    import hiif.train
+
+    monkeypatch.setattr(hiif.train, "WEIGHTS_DIR", tmp_path / "weights")
+    first = Trainer(tiny_config("lte"), run_dir=tmp_path / "first", images=IMAGES, progress=False)
+    seen = first.sampler.sample(2)["gt"]  # what the first run trained on first
+    first.train(steps=3)
+    first.export()
+    cycles = [Trainer(tiny_config("lte"), run_dir=tmp_path / f"cycle{i}", images=IMAGES, progress=False)
+              for i in range(2)]
+    for cycle in cycles:
+        assert "started from" in cycle.resume() and cycle.step == 3
+    drawn = [cycle.sampler.sample(2)["gt"] for cycle in cycles]
+    assert not torch.equal(drawn[0], seen)
+    assert torch.equal(drawn[0], drawn[1])  # still seeded: a rerun of the cycle is the same run
+
+
 def test_a_resume_inside_a_warm_up_goes_on_with_its_ramp(tmp_path, monkeypatch):
     import hiif.train
 

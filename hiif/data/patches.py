@@ -62,6 +62,11 @@ class PatchSampler:
         self.weights = areas / areas.sum()
         self.rng = np.random.default_rng(seed)
 
+    def reseed(self, seed: int, step: int) -> None:
+        """A stream of its own for a run that starts at ``step`` (a further cycle from weights):
+        seeded like a fresh run, it would replay, patch for patch, what the first run saw first."""
+        self.rng = np.random.default_rng([seed, step])
+
     def state_dict(self) -> dict[str, Any]:
         return {"rng": self.rng.bit_generator.state}
 
