@@ -564,6 +564,12 @@ class ModelSet:
                 else:
                     cells.append("**missing**" if e.error and "not installed" in e.error else "**unavailable**")
             lines.append(f"| {backbone} | " + " | ".join(cells) + " |")
+        if any(e.available and e.origin.startswith("ours") for e in self.entries.values()):
+            # a talk's comparison should not be read as the paper's numbers or backbone order
+            lines += ["", "*ours*: this project's early models (hours of CPU or minutes of GPU training, "
+                      "against the paper's ~1M GPU steps). They show how HIIF, LIIF and LTE differ on one "
+                      "backbone, not the paper's scores or its backbone order; their Set5/Set14 PSNR is in "
+                      "`weights/MODELS.md`."]
         broken = [e for e in self.entries.values() if not e.available and e.error
                    and "not installed" not in e.error and e.error != "not loaded"]
         for e in broken:

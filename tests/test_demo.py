@@ -247,6 +247,23 @@ def test_missing_weights_are_named():
         ms.compare(demo.plan_job(IMAGE, "RDN", 2, limits=ms.limits))
 
 
+def test_our_weights_are_introduced_as_early_models():
+    def ours(name, device):
+        model = random_loader(name, device)
+        model.metadata = {"steps": "1500"}
+        return model
+
+    def official(name, device):
+        model = random_loader(name, device)
+        model.metadata = {"origin": "official checkpoint"}
+        return model
+
+    text = demo.ModelSet("cpu", limits(), names=EDSR, loader=ours).status_markdown()
+    assert "ours, 1500 steps" in text and "early models" in text and "weights/MODELS.md" in text
+    text = demo.ModelSet("cpu", limits(), names=EDSR, loader=official).status_markdown()
+    assert "official checkpoint" in text and "early models" not in text
+
+
 def test_compare_regions_cache_and_files(models, tmp_path):
     progress = []
     job = demo.plan_job(IMAGE, "EDSR-baseline", 7.3, None, "Upscale", (0.3, 0.6), limits=models.limits)
