@@ -93,18 +93,17 @@ def test_a_new_cycle_refuses_a_checkpoint_left_by_an_earlier_run(tmp_path):
 def test_two_lanes_train_two_models_at_once_but_never_one_model_twice(tmp_path):
     repo = tmp_path / "repo"
     env = dict(stand_in(repo), LANES="2")
-    done = subprocess.run(["bash", "scripts/train_further.sh", "tiny", "26", "8"], cwd=repo, env=env,
+    done = subprocess.run(["bash", "scripts/train_further.sh", "tiny", "16", "8"], cwd=repo, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     rounds = sorted(tuple(line.split()[i] for i in (2, 3, 6)) for line in done.stdout.splitlines() if line.startswith("=== round"))
-    assert rounds == sorted((k, f"{m}-tiny", n) for k, n in (("1", "12"), ("2", "20"), ("3", "28"), ("4", "30"))
-                             for m in MODELS)
+    assert rounds == sorted((k, f"{m}-tiny", n) for k, n in (("1", "12"), ("2", "20")) for m in MODELS)
     assert done.stdout.rstrip().splitlines()[-1].startswith("=== done")
     for method in MODELS:
         meta = load_safetensors(repo / "runs" / "further" / f"{method}-tiny.safetensors").metadata
-        assert meta["steps"] == "30"
+        assert meta["steps"] == "20"
         # every 10th step logged once, in order: two processes on one model would repeat steps
         logged = [int(row.split("\t")[0]) for row in
                   (repo / "runs" / f"{method}-tiny" / "log.tsv").read_text().splitlines()[1:]]
-        assert logged == [10, 20, 30]
+        assert logged == [10, 20]
         assert "step" in (repo / "runs" / "further" / f"{method}-tiny.log").read_text()
