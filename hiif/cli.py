@@ -91,10 +91,10 @@ def _upscale_pairs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
-    from .engine import (MAX_OUTPUT_PIXELS, MIN_REQUESTED_TILE, Upscaler, effective_precision, output_size,
-                         resolve_device)
     from tqdm import tqdm
 
+    from .engine import (MAX_OUTPUT_PIXELS, MIN_REQUESTED_TILE, Upscaler, effective_precision, output_size,
+                         resolve_device)
     from .imageio import ImageError, check_output, load_image, save_image
     from .weights import load_model
 
@@ -150,7 +150,9 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             if not batch:
                 raise
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CliError(f"{source}: {message} ({k - 1} of the {len(pairs)} images written)") from None
+            if str(source) not in message:
+                message = f"{source}: {message}"
+            raise CliError(f"{message} ({k - 1} of the {len(pairs)} images written)") from None
         if not args.quiet:
             print(f"{target}: {width}×{height} ({upscaler.describe()})", file=sys.stderr)
     return 0
