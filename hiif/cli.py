@@ -9,7 +9,10 @@ import math
 import re
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    import torch
 
 EXIT_USAGE = 2
 
@@ -91,12 +94,7 @@ def _upscale_pairs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from .engine import (MAX_OUTPUT_PIXELS, MIN_REQUESTED_TILE, Upscaler, effective_precision, output_size,
-                         resolve_device)
-    from .imageio import ImageError, check_output, load_image, save_image
-    from .weights import load_model
+    from .engine import MIN_REQUESTED_TILE, effective_precision, resolve_device
 
     # Everything that can be checked is checked before the model loads (that takes seconds),
     # for every image of a folder: a batch does not stop half-way on a file it could have refused.
@@ -113,6 +111,23 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     made_folder = batch and not Path(args.output).exists()
     if batch:
         Path(args.output).mkdir(exist_ok=True)
+    try:
+        _upscale_all(args, pairs, batch, scale, device)
+    finally:  # a batch refused (a bad image, an unknown model) leaves no empty folder behind
+        if made_folder and not any(Path(args.output).iterdir()):
+            Path(args.output).rmdir()
+    return 0
+
+
+def _upscale_all(args: argparse.Namespace, pairs: list[tuple[Path, Path]], batch: bool,
+                 scale: tuple[float, float], device: torch.device) -> None:
+    """Check every (input, output) pair, then load the model once and upscale them in turn."""
+    from tqdm import tqdm
+
+    from .engine import MAX_OUTPUT_PIXELS, Upscaler, output_size
+    from .imageio import ImageError, check_output, load_image, save_image
+    from .weights import load_model
+
     image = None
     formats, refused = [], []
     checks = pairs if not batch or args.quiet else tqdm(pairs, desc="checking the inputs", leave=False,
@@ -129,8 +144,6 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         except (ImageError, CliError) as exc:
             refused.append(str(exc))
     if refused:
-        if made_folder:
-            Path(args.output).rmdir()
         more = f" (and {len(refused) - 1} more of the {len(pairs)} images)" if len(refused) > 1 else ""
         raise CliError(refused[0] + more + ("; nothing was written" if batch else ""))
     model = "bicubic" if args.model == "bicubic" else load_model(args.model, device=device)
@@ -155,7 +168,6 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             raise CliError(f"{message} ({k - 1} of the {len(pairs)} images written)") from None
         if not args.quiet:
             print(f"{target}: {width}×{height} ({upscaler.describe()})", file=sys.stderr)
-    return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -147,6 +147,13 @@ def test_upscale_a_file_into_a_folder(tmp_path):
     assert Image.open(tmp_path / "b.png").size == (12, 21)
 
 
+def test_an_unknown_model_leaves_no_output_folder(tmp_path, capsys):
+    photos = photo_folder(tmp_path)
+    assert main(["upscale", str(photos), str(tmp_path / "up"), "--scale", "2", "--model", "nope", "--quiet"]) == 2
+    assert "nope" in one_line_error(capsys)
+    assert not (tmp_path / "up").exists()
+
+
 def test_a_failure_half_way_through_a_folder_says_where_it_stopped(tmp_path, capsys, monkeypatch):
     photos = photo_folder(tmp_path)
     render = Upscaler.render_to_png
