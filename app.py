@@ -51,6 +51,7 @@ def user_errors():
 def examples() -> list[Path]:
     if not EXAMPLES_DIR.is_dir():
         return []
+    # formats a browser shows (not every one hiif reads: TIFF is not among them)
     return sorted(p for p in EXAMPLES_DIR.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
 
 

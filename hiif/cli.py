@@ -21,6 +21,12 @@ class CliError(Exception):
     """A user-facing problem: printed as one line, exit code 2."""
 
 
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 #: a plain decimal number: no ``_`` separators, ``inf``/``nan``, signs or non-ASCII digits
 _NUMBER = re.compile(r"(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 
@@ -60,13 +66,11 @@ def parse_scales(text: str) -> list[float]:
     return scales
 
 
-#: the images a folder given to ``upscale`` contributes, by extension (others are left alone)
-INPUT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
-
-
 def _upscale_pairs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
     """(input, output) paths: one file to a file or into a folder, or every image of a folder
     (not its subfolders) into a folder, as ``<stem>.<--format>``."""
+    from .imageio import IMAGE_SUFFIXES
+
     source, target = Path(args.input), Path(args.output)
     if not source.is_dir():
         if target.is_dir():  # `upscale photo.jpg out/` writes out/photo.png
@@ -74,14 +78,14 @@ def _upscale_pairs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
         elif args.format is not None:
             raise CliError("--format: only for an output folder; a file's extension gives its format")
         return [(source, target)]
-    if target.is_file() or (not target.exists() and target.suffix.lower() in INPUT_EXTENSIONS):
+    if target.is_file() or (not target.exists() and target.suffix.lower() in IMAGE_SUFFIXES):
         raise CliError(f"{target}: an input folder needs an output folder, not a file")
     if not target.exists() and not target.parent.is_dir():
         raise CliError(f"{target.parent}: output folder does not exist")
     inputs = sorted(p for p in source.iterdir()
-                    if p.suffix.lower() in INPUT_EXTENSIONS and not p.name.startswith(".") and p.is_file())
+                    if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file())
     if not inputs:
-        raise CliError(f"{source}: no images in this folder ({', '.join(INPUT_EXTENSIONS)})")
+        raise CliError(f"{source}: no images in this folder ({', '.join(IMAGE_SUFFIXES)})")
     if target.exists() and target.resolve() == source.resolve():
         raise CliError(f"{target}: the output folder is the input folder; name another one")
     written_by: dict[Path, Path] = {}
@@ -162,7 +166,7 @@ def _upscale_all(args: argparse.Namespace, pairs: list[tuple[Path, Path]], batch
         except (ValueError, OSError, MemoryError) as exc:
             if not batch:
                 raise
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            message = one_line(exc)
             if str(source) not in message:
                 message = f"{source}: {message}"
             raise CliError(f"{message} ({k - 1} of the {len(pairs)} images written)") from None
@@ -435,8 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if isinstance(exc, RuntimeError) and not is_out_of_memory(exc):
             raise  # a bug, not a user's problem: keep its traceback
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
 
 

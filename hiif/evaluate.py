@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from .data.patches import IMAGE_SUFFIXES
+from .imageio import IMAGE_SUFFIXES
 from .engine import Upscaler, validate_scale
 from .imageio import check_writable, load_image
 from .metrics import benchmark_psnr, div2k_psnr

@@ -28,6 +28,9 @@ MAX_INPUT_PIXELS = 16_777_216  # 4096 × 4096
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray, bytes]
 
+#: file endings taken for images when a folder is listed (training, evaluation, `upscale DIR`)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+
 #: output formats we write, by Pillow format name (alpha: whether the format keeps transparency)
 WRITABLE = {"PNG": True, "JPEG": False, "WEBP": True, "TIFF": True, "BMP": False}
 #: formats Pillow could write that would spoil an upscaled picture, and why

@@ -41,13 +41,16 @@ write_fitted_config(f"configs/{name}.yaml", start + steps, f"runs/further/{name}
 print(f"{name}: further cycle {start} -> {start + steps}")
 PY
 done
-start() { python -c "import yaml, sys; print(yaml.safe_load(open(sys.argv[1]))['optim']['restart_at'])" "$1"; }
+declare -A start  # each cycle's first step, read once
+for method in hiif liif lte; do
+  start[$method]=$(python -c "import yaml, sys; print(yaml.safe_load(open(sys.argv[1]))['optim']['restart_at'])" \
+    "runs/further/$method-$encoder.yaml")
+done
 rounds=$(( (steps + round - 1) / round ))
 round_jobs() {  # "K NAME UNTIL" for every round's three jobs, in order
   for k in $(seq 1 $rounds); do
     for method in hiif liif lte; do
-      name=$method-$encoder
-      echo "$k $name $(( $(start "runs/further/$name.yaml") + (k * round < steps ? k * round : steps) ))"
+      echo "$k $method-$encoder $(( ${start[$method]} + (k * round < steps ? k * round : steps) ))"
     done
   done
 }

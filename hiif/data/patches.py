@@ -17,9 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..imageio import IMAGE_SUFFIXES
 from ..models.common import make_coord
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 
 
 def list_images(folder: str | Path) -> list[Path]:
