@@ -7,14 +7,16 @@
     model = hiif.load_model("path/to/official.pth")         # official checkpoints load unchanged
     hiif.compare("photo.png", 4, "rdn").figure().save("fig.png")  # bicubic/LIIF/LTE/HIIF figure
     hiif.scale_sweep("photo.png", [2, 4, 8, 30]).save("sweep.png")  # one window at four scales
+    hiif.upscale(img, hiif.scale_for_size((img.height, img.width), width=3840))  # to a width
 """
 from .demo import compare, scale_sweep
-from .engine import MAX_SCALE, Encoded, Upscaler, output_size, upscale, validate_scale
+from .engine import (MAX_SCALE, Encoded, Upscaler, output_size, scale_for_size, upscale,
+                     validate_scale)
 from .imageio import ImageError, load_image
 from .models import ImplicitSR, create_model
 from .weights import ZOO, WeightsError, load_model, save_safetensors
 
 __all__ = ["upscale", "compare", "scale_sweep", "Upscaler", "Encoded", "load_model", "create_model", "save_safetensors",
-           "validate_scale", "output_size", "load_image", "ImageError", "WeightsError",
+           "validate_scale", "output_size", "scale_for_size", "load_image", "ImageError", "WeightsError",
            "ImplicitSR", "ZOO", "MAX_SCALE"]
 __version__ = "0.1.0"

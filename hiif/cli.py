@@ -102,7 +102,15 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
     # Everything that can be checked is checked before the model loads (that takes seconds),
     # for every image of a folder: a batch does not stop half-way on a file it could have refused.
-    scale = parse_scale(args.scale)
+    sized = args.width is not None or args.height is not None
+    if args.scale is None and not sized:
+        raise CliError("give --scale S (or SY,SX), or the output's --width and/or --height in pixels")
+    if args.scale is not None and sized:
+        raise CliError("--scale and --width/--height: give one or the other")
+    for option, value in (("--width", args.width), ("--height", args.height)):
+        if value is not None and value < 1:
+            raise CliError(f"{option}: expected a positive number of pixels, got {value}")
+    scale = parse_scale(args.scale) if args.scale is not None else None  # None: from each image's size
     device = resolve_device(args.device)
     effective_precision(args.precision, device)  # fp16 on a CPU is refused here
     if args.chunk is not None and args.chunk < 1:
@@ -124,27 +132,33 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
 
 def _upscale_all(args: argparse.Namespace, pairs: list[tuple[Path, Path]], batch: bool,
-                 scale: tuple[float, float], device: torch.device) -> None:
-    """Check every (input, output) pair, then load the model once and upscale them in turn."""
+                 scale: tuple[float, float] | None, device: torch.device) -> None:
+    """Check every (input, output) pair, then load the model once and upscale them in turn.
+    ``scale`` None: each image's scale gives it the ``--width``/``--height`` asked for."""
     from tqdm import tqdm
 
-    from .engine import MAX_OUTPUT_PIXELS, Upscaler, output_size
+    from .engine import MAX_OUTPUT_PIXELS, Upscaler, output_size, scale_for_size
     from .imageio import ImageError, check_output, load_image, save_image
     from .weights import load_model
 
     image = None
-    formats, refused = [], []
+    formats, scales, refused = [], [], []
     checks = pairs if not batch or args.quiet else tqdm(pairs, desc="checking the inputs", leave=False,
                                                          unit="image")
     for source, target in checks:
         try:
             image = load_image(source)  # decoded whole: inputs are at most MAX_INPUT_PIXELS
-            height, width = output_size(image.size, scale)
+            try:
+                image_scale = scale or scale_for_size(image.size, args.width, args.height)
+            except ValueError as exc:
+                raise CliError(f"{source}: {exc}") from None
+            height, width = output_size(image.size, image_scale)
             fmt = check_output(target, (height, width))
             if fmt != "PNG" and height * width > MAX_OUTPUT_PIXELS:
                 raise CliError(f"{target}: a {width}×{height} output ({height * width / 1e6:.0f} MP) is above "
                                f"{MAX_OUTPUT_PIXELS / 1e6:.0f} MP, which only .png outputs (rendered in bands) allow")
             formats.append(fmt)
+            scales.append(image_scale)
         except (ImageError, CliError) as exc:
             refused.append(str(exc))
     if refused:
@@ -152,17 +166,17 @@ def _upscale_all(args: argparse.Namespace, pairs: list[tuple[Path, Path]], batch
         raise CliError(refused[0] + more + ("; nothing was written" if batch else ""))
     model = "bicubic" if args.model == "bicubic" else load_model(args.model, device=device)
     upscaler = Upscaler(model, device=device, chunk=args.chunk, precision=args.precision, tile=args.tile)
-    for k, ((source, target), fmt) in enumerate(zip(pairs, formats), 1):
+    for k, ((source, target), fmt, image_scale) in enumerate(zip(pairs, formats, scales), 1):
         try:
             if batch:
                 image = load_image(source)  # one image in memory at a time
                 if not args.quiet:
                     print(f"[{k}/{len(pairs)}] {source}", file=sys.stderr)
-            height, width = output_size(image.size, scale)
+            height, width = output_size(image.size, image_scale)
             if fmt == "PNG":  # streamed in bands: bounded memory at any size
-                upscaler.render_to_png(image, scale, target, progress=not args.quiet)
+                upscaler.render_to_png(image, image_scale, target, progress=not args.quiet)
             else:
-                save_image(upscaler.upscale(image, scale, progress=not args.quiet), target)
+                save_image(upscaler.upscale(image, image_scale, progress=not args.quiet), target)
         except (ValueError, OSError, MemoryError) as exc:
             if not batch:
                 raise
@@ -336,7 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
                                   "(created if need be): <input name>.png there")
     p.add_argument("--format", choices=["png", "jpg", "webp", "tif", "bmp"], default=None,
                    help="the outputs' format when OUTPUT is a folder (default: png)")
-    p.add_argument("--scale", required=True, help="S, or SY,SX for per-axis scales (1 to 30)")
+    p.add_argument("--scale", default=None, help="S, or SY,SX for per-axis scales (1 to 30)")
+    p.add_argument("--width", type=int, default=None, metavar="PX",
+                   help="instead of --scale: the output's width (with --height alone or both: its size; "
+                        "one alone keeps the aspect ratio)")
+    p.add_argument("--height", type=int, default=None, metavar="PX", help="instead of --scale: the output's height")
     p.add_argument("--model", default="hiif-edsr", help="zoo name, weights path, or 'bicubic'")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: CUDA if present)")
     p.add_argument("--chunk", type=int, default=None, help="queries per decoder call")

@@ -134,6 +134,29 @@ def output_size(lr_size: tuple[int, int], scale: Scale) -> tuple[int, int]:
     return max(1, round(h * sy)), max(1, round(w * sx))
 
 
+def scale_for_size(lr_size: tuple[int, int], width: int | None = None,
+                   height: int | None = None) -> tuple[float, float]:
+    """The ``(sy, sx)`` that makes ``output_size(lr_size, ·)`` exactly ``width`` × ``height``.
+    Given one side only, both axes take its scale (the aspect ratio is kept, the other side
+    rounded). ``ValueError`` when a side is not a positive whole number or the scale it needs
+    is outside [1, 30]."""
+    h, w = lr_size
+    for name, value in (("width", width), ("height", height)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+                                  or value < 1):
+            raise ValueError(f"{name} must be a positive whole number of pixels, got {value!r}")
+    if width is None and height is None:
+        raise ValueError("give a width, a height or both")
+    # round(h * (H / h)) is H: the quotient is within an ulp, far from a rounding boundary
+    sx = width / w if width is not None else height / h
+    sy = height / h if height is not None else sx
+    for name, target, side, s in (("width", width, w, sx), ("height", height, h, sy)):
+        if target is not None and not 1 <= s <= MAX_SCALE:
+            raise ValueError(f"a {name} of {target} px is ×{s:g} of the input's {side} px; "
+                             f"the scale must be between 1 and {MAX_SCALE:g}")
+    return sy, sx
+
+
 def output_region(lr_size: tuple[int, int], scale: Scale,
                   region: Region | None) -> tuple[tuple[int, int], Region]:
     """The output size and ``region`` (top, left, height, width; None: all of it), checked to lie

@@ -71,7 +71,8 @@ def test_load_model_checks_the_device_first(tmp_path):
     "gif", "icon", "no_extension", "missing_folder", "parent_is_file",
     "jpeg_too_wide", "webp_too_wide", "scale_underscore", "scale_trailing_comma", "scale_inf",
     "scale_nan", "scale_zero", "scale_negative", "scale_above_30", "scale_three_values",
-    "device", "fp16_on_cpu", "unreadable_input", "chunk_zero", "tile_negative", "tile_too_small"])
+    "device", "fp16_on_cpu", "unreadable_input", "chunk_zero", "tile_negative", "tile_too_small",
+    "width_below_input", "height_above_30", "width_zero", "scale_and_width", "no_scale_nor_size"])
 def test_upscale_checks_everything_before_loading(case, tmp_path, capsys, no_model_loads):
     src = tmp_path / "in.png"
     Image.fromarray(rgb(5, 6)).save(src)
@@ -102,13 +103,20 @@ def test_upscale_checks_everything_before_loading(case, tmp_path, capsys, no_mod
         "chunk_zero": [str(src), out, "--chunk", "0"],
         "tile_negative": [str(src), out, "--tile", "-1"],
         "tile_too_small": [str(src), out, "--tile", "8"],
+        "width_below_input": [str(src), out, "--width", "5"],  # the input is 6 px wide
+        "height_above_30": [str(src), out, "--width", "12", "--height", "151"],
+        "width_zero": [str(src), out, "--height", "0"],
+        "scale_and_width": [str(src), out, "--scale", "2", "--width", "12"],
+        "no_scale_nor_size": [str(src), out],
     }[case]
-    if "--scale" not in args:
+    if not {"--scale", "--width", "--height"} & set(args) and case != "no_scale_nor_size":
         args += ["--scale", "2"]
     assert main(["upscale", *args, "--model", "hiif-edsr", "--quiet"]) == 2
     line = one_line_error(capsys)
     if case.endswith("too_wide"):
         assert "per side" in line and ".png" in line
+    if case == "width_below_input":
+        assert "in.png: a width of 5 px is ×0.833333 of the input's 6 px" in line
     assert not (tmp_path / "o.png").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no probe left behind
 
@@ -138,6 +146,21 @@ def test_upscale_a_folder_into_a_folder(tmp_path, capsys):
     assert main(["upscale", str(photos), str(out), "--scale", "2", "--model", "bicubic", "--format", "jpg",
                  "--quiet"]) == 0
     assert Image.open(out / "b.jpg").format == "JPEG" and Image.open(out / "b.jpg").size == (8, 14)
+
+
+def test_upscale_to_a_width_or_a_size(tmp_path, capsys):
+    photos = photo_folder(tmp_path)  # a.png 6×5, b.JPG 4×7 (width × height)
+    out = tmp_path / "o.png"
+    assert main(["upscale", str(photos / "a.png"), str(out), "--width", "20", "--model", "bicubic", "--quiet"]) == 0
+    assert Image.open(out).size == (20, 17)  # the aspect ratio kept: 5 · 20/6 = 16.7
+    assert main(["upscale", str(photos / "a.png"), str(out), "--width", "13", "--height", "40",
+                 "--model", "bicubic", "--quiet"]) == 0
+    assert Image.open(out).size == (13, 40)
+    # a folder: each image gets the scale that gives it the height asked for
+    assert main(["upscale", str(photos), str(tmp_path / "up"), "--height", "30", "--model", "bicubic"]) == 0
+    assert Image.open(tmp_path / "up" / "a.png").size == (36, 30)
+    assert Image.open(tmp_path / "up" / "b.png").size == (17, 30)
+    assert "up/b.png: 17×30" in capsys.readouterr().err.replace("\\", "/")
 
 
 def test_upscale_a_file_into_a_folder(tmp_path):

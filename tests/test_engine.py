@@ -40,6 +40,26 @@ def test_bad_scales_raise_value_error(bad):
         hiif.upscale(IMAGE, bad, "bicubic")
 
 
+def test_scale_for_size_gives_exactly_the_size_asked_for():
+    rng = np.random.default_rng(1)
+    for _ in range(20_000):  # every lr size and target in range: round(h * H / h) must be H
+        h, w = (int(v) for v in rng.integers(1, 5000, 2))
+        H, W = int(rng.integers(h, 30 * h + 1)), int(rng.integers(w, 30 * w + 1))
+        assert hiif.output_size((h, w), hiif.scale_for_size((h, w), W, H)) == (H, W)
+    assert hiif.output_size((13, 17), hiif.scale_for_size((13, 17), width=40)) == (31, 40)  # aspect kept
+    assert hiif.output_size((13, 17), hiif.scale_for_size((13, 17), height=39)) == (39, 51)
+    assert hiif.upscale(IMAGE, hiif.scale_for_size((13, 17), 100, 20), "bicubic").size == (100, 20)
+
+
+@pytest.mark.parametrize("width,height,message", [
+    (16, None, "width of 16 px is ×0.941176 of the input's 17 px"), (None, 391, "×30.0769"),
+    (40, 12, "height of 12"), (0, None, "positive whole number"), (None, 2.5, "positive whole number"),
+    (True, None, "positive whole number"), (None, None, "give a width")])
+def test_scale_for_size_refuses_sizes_out_of_range(width, height, message):
+    with pytest.raises(ValueError, match=message):
+        hiif.scale_for_size((13, 17), width, height)
+
+
 def official_single_call(model, image, scale):
     """What the official code computes in one call over the whole output grid."""
     H, W = hiif.output_size(image.shape[:2], scale)
