@@ -7,7 +7,7 @@
     model = hiif.load_model("path/to/official.pth")         # official checkpoints load unchanged
     hiif.compare("photo.png", 4, "rdn").figure().save("fig.png")  # bicubic/LIIF/LTE/HIIF figure
     hiif.scale_sweep("photo.png", [2, 4, 8, 30]).save("sweep.png")  # one window at four scales
-    hiif.upscale(img, hiif.scale_for_size((img.height, img.width), width=3840))  # to a width
+    hiif.upscale("photo.png", width=3840)                  # to a size (the aspect kept)
 """
 from .demo import compare, scale_sweep
 from .engine import (MAX_SCALE, Encoded, Upscaler, output_size, scale_for_size, upscale,

@@ -1115,12 +1115,21 @@ def _progress(progress: Progress, total: int, desc: str = "decoding",
 _UPSCALERS: dict[tuple, Upscaler] = {}
 
 
-def upscale(image: ImageLike, scale: Scale, model: ImplicitSR | str = "hiif-edsr", *,
+def upscale(image: ImageLike, scale: Scale | None = None, model: ImplicitSR | str = "hiif-edsr", *,
+            width: int | None = None, height: int | None = None,
             device: str | torch.device | None = None, chunk: int | None = None,
             precision: str = "fp32", progress: Progress = None) -> Image.Image:
     """Upscale ``image`` (PIL image, H×W×3 uint8 array or path) by ``scale`` (float or (sy, sx) in
-    [1, 30]); ``model`` is a zoo name, ``"bicubic"`` or a loaded model. Output size is
-    ``round(H·sy) × round(W·sx)``."""
+    [1, 30]), or to ``width`` and/or ``height`` pixels (one alone keeps the aspect ratio:
+    :func:`scale_for_size`); ``model`` is a zoo name, ``"bicubic"`` or a loaded model. Output size
+    is ``round(H·sy) × round(W·sx)``."""
+    if scale is None:
+        if width is None and height is None:
+            raise ValueError("give a scale, or the output's width and/or height")
+        image = load_image(image)  # its size (EXIF rotation applied) sets the scale
+        scale = scale_for_size(image.size, width, height)
+    elif width is not None or height is not None:
+        raise ValueError("give a scale or a width/height, not both")
     validate_scale(scale)
     if isinstance(model, str):
         key = (model, str(resolve_device(device)), chunk, precision)

@@ -49,6 +49,12 @@ def test_scale_for_size_gives_exactly_the_size_asked_for():
     assert hiif.output_size((13, 17), hiif.scale_for_size((13, 17), width=40)) == (31, 40)  # aspect kept
     assert hiif.output_size((13, 17), hiif.scale_for_size((13, 17), height=39)) == (39, 51)
     assert hiif.upscale(IMAGE, hiif.scale_for_size((13, 17), 100, 20), "bicubic").size == (100, 20)
+    assert hiif.upscale(IMAGE, model="bicubic", width=100, height=20).size == (100, 20)
+    assert hiif.upscale(Image.fromarray(IMAGE), model="bicubic", height=39).size == (51, 39)
+    with pytest.raises(ValueError, match="not both"):
+        hiif.upscale(IMAGE, 2, "bicubic", width=40)
+    with pytest.raises(ValueError, match="width of 16 px"):
+        hiif.upscale(IMAGE, model="bicubic", width=16)
 
 
 @pytest.mark.parametrize("width,height,message", [
