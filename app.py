@@ -141,6 +141,13 @@ def build(models: demo.ModelSet, outputs: demo.OutputDir) -> gr.Blocks:
                     note += " (The sliders keep showing the region: the whole image is over 4 MP.)"
                 yield (*sliders, comparison.table(), files, note, gr.update(visible=False))
 
+    def plan(image, backbone, scale, separate, vscale, mode, preview, centre, last):
+        """Before the first run: what Run will render (sizes, region), or what is wrong."""
+        if last is not None:
+            return gr.skip()  # a result is shown; the re-render these controls start replaces it
+        return demo.plan_text(image, backbone, scale, vscale if separate else None, mode, centre,
+                              budget=int(preview) ** 2, limits=limits) or "Results appear here."
+
     def on_select(image, evt: gr.SelectData):
         with user_errors():
             if image is None:
@@ -260,9 +267,14 @@ def build(models: demo.ModelSet, outputs: demo.OutputDir) -> gr.Blocks:
               **heavy)
         separate.change(lambda on: gr.update(visible=on), separate, vscale, api_visibility="private",
                         queue=False)
-        image.change(lambda: (None, None), None, [centre, last], api_visibility="private", queue=False)
-        image.select(on_select, image, centre, api_visibility="private", queue=False).then(
-            rerun, [*controls, last], results, api_visibility="private", trigger_mode="always_last", **heavy)
+        image.change(lambda: (None, None), None, [centre, last], api_visibility="private", queue=False).then(
+            plan, [*controls, last], info, api_visibility="private", queue=False)
+        gr.on([scale.release, vscale.release, separate.change, backbone.change, mode.change, preview.change],
+              plan, [*controls, last], info, api_visibility="private", queue=False)
+        selected = image.select(on_select, image, centre, api_visibility="private", queue=False)
+        selected.then(rerun, [*controls, last], results, api_visibility="private", trigger_mode="always_last",
+                      **heavy)
+        selected.then(plan, [*controls, last], info, api_visibility="private", queue=False)
         whole_btn.click(render_whole, last, [*sliders, table, files, info, whole_btn],
                         api_visibility="private", **heavy)
         api_btn.click(api, [api_image, api_backbone, api_scale, api_vscale, api_mode, api_cx, api_cy],

@@ -373,6 +373,20 @@ def plan_job(image: object, backbone: str, scale: object, vertical: object = Non
                source, crop, most)
 
 
+def plan_text(image: object, backbone: str, scale: object, vertical: object = None, mode: str = "Upscale",
+              centre: tuple[float, float] | None = None, budget: int | None = None,
+              limits: Limits | None = None) -> str:
+    """What Run will render for these inputs, shown before the first run so the user sees the
+    output's size (and a problem with the input) before waiting for it; "" without an image."""
+    if image is None or (isinstance(image, str) and not image):
+        return ""
+    try:
+        job = plan_job(image, backbone, scale, vertical, mode, centre, budget, limits)
+    except DemoError as exc:
+        return f"⚠️ {exc}"
+    return f"**Run** renders: **{job.backbone}** · {job.describe()}."
+
+
 # --------------------------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------------------------

@@ -49,6 +49,9 @@ def test_example_at_3_3_fills_the_three_sliders(browser, server, tmp_path):
 
         page.locator("#examples button.gallery-item").first.click()
         page.wait_for_selector("#input-image img", timeout=60_000)
+        # before any run, the page says what Run will render (the default scale is 4)
+        page.wait_for_function("document.querySelector('#info').innerText.includes('32×24 → 128×96')",
+                               timeout=60_000)
 
         scale = page.locator("#scale input[type=number]")
         scale.fill("3.3")

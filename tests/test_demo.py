@@ -168,6 +168,19 @@ def test_plan_job_errors(args, message):
         demo.plan_job(*args, limits=limits())
 
 
+def test_plan_text_says_what_run_will_render_before_it_runs(tmp_path):
+    lim = limits()
+    text = demo.plan_text(IMAGE, "RDN", 3.3, None, "Upscale", limits=lim)
+    assert text.startswith("**Run** renders: **RDN**") and "16×12 → 53×40 (×3.3" in text
+    assert "64×64 region" in demo.plan_text(IMAGE, "SwinIR", 30, None, "Upscale", (0.0, 1.0), limits=lim)
+    assert "downsampled to 6×4" in demo.plan_text(IMAGE, "RDN", 2.5, None, "Ground truth", limits=lim)
+    # a problem is shown before the user waits for anything; no image, nothing to say
+    assert demo.plan_text(IMAGE, "RDN", 20, None, "Ground truth", limits=lim).startswith("⚠️")
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    assert "cannot use this image" in demo.plan_text(str(tmp_path / "bad.png"), "RDN", 2, limits=lim)
+    assert demo.plan_text(None, "RDN", 2, limits=lim) == ""
+
+
 def test_the_heavier_encoders_take_smaller_inputs_on_a_cpu():
     """RDN and SwinIR cost 20-26x EDSR-baseline per input pixel on a CPU: a quarter of the input."""
     image = (RNG.random((80, 80, 3)) * 255).astype(np.uint8)  # 6,400 px
