@@ -1,4 +1,4 @@
-"""Command line: ``python -m hiif {upscale,compare,sweep,models,train,export,evaluate}``.
+"""Command line: ``python -m hiif {upscale,zoom,compare,sweep,models,train,export,evaluate}``.
 
 User errors (bad files, bad scales, unknown models) print one line on stderr and exit with code 2.
 """
@@ -39,18 +39,18 @@ def _numbers(text: str, option: str, expected: str) -> list[float]:
     return [float(part) for part in parts]
 
 
-def parse_scale(text: str) -> tuple[float, float]:
+def parse_scale(text: str, option: str = "--scale") -> tuple[float, float]:
     """``--scale``: ``S`` or ``SY,SX``, each checked by :func:`hiif.engine.validate_scale`."""
     from .engine import validate_scale
 
     expected = "a number or SY,SX (1 to 30)"
-    values = _numbers(text, "--scale", expected)
+    values = _numbers(text, option, expected)
     if len(values) > 2:
-        raise CliError(f"--scale: expected {expected}, got {text!r}")
+        raise CliError(f"{option}: expected {expected}, got {text!r}")
     try:
         return validate_scale(values[0] if len(values) == 1 else tuple(values))
     except ValueError as exc:
-        raise CliError(f"--scale: {exc}") from None
+        raise CliError(f"{option}: {exc}") from None
 
 
 def parse_scales(text: str) -> list[float]:
@@ -242,6 +242,31 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_zoom(args: argparse.Namespace) -> int:
+    from .animation import ZOOM_FPS, check_animation_output, zoom
+
+    (to, other) = parse_scale(args.to, "--to")
+    if to != other:
+        raise CliError(f"--to: a zoom has one scale for both axes, got {args.to!r}")
+    center = _point(args.center)
+    check_animation_output(args.output)
+    if not ZOOM_FPS[0] <= args.fps <= ZOOM_FPS[1]:
+        raise CliError(f"--fps: expected {ZOOM_FPS[0]} to {ZOOM_FPS[1]} frames a second, got {args.fps}")
+    bar = _FractionBar()
+    try:
+        result = zoom(args.input, to, args.model, versus=args.versus, center=center, size=args.size,
+                      frames=args.frames, device=args.device, progress=None if args.quiet else bar)
+    finally:
+        bar.close()
+    result.save(args.output, fps=args.fps, bounce=args.bounce)
+    if not args.quiet:
+        first = result.frames[0]
+        shown = len(result.frames) * 2 - 2 if args.bounce else len(result.frames)
+        print(f"{args.output}: {shown} frames of {first.width}×{first.height} at {args.fps} fps, "
+              f"×{result.scales[0]:.2f} to ×{result.scales[-1]:.2f}", file=sys.stderr)
+    return 0
+
+
 def _point(text: str | None) -> list[float] | None:
     """``--center X,Y`` (pixels of the input image), or None."""
     if text is None:
@@ -364,6 +389,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_upscale)
+
+    p = sub.add_parser("zoom", help="an animation zooming into one region, ×1 up to a scale (optionally beside "
+                                    "another method)")
+    p.add_argument("input")
+    p.add_argument("output", help="the animation: .webp, .gif or .png (APNG)")
+    p.add_argument("--to", default="8", help="the last frame's scale (up to 30; default 8)")
+    p.add_argument("--model", default="hiif-edsr", help="zoo name, weights path, or 'bicubic'")
+    p.add_argument("--versus", default=None, metavar="MODEL",
+                   help="render the same zoom with this model beside it, on the left (e.g. bicubic, liif-edsr)")
+    p.add_argument("--center", default=None, metavar="X,Y",
+                   help="the point zoomed into, in pixels of the input (default: its middle)")
+    p.add_argument("--size", type=int, default=256, metavar="N", help="each method's square, in output pixels "
+                                                                       "(16 to 512; default 256)")
+    p.add_argument("--frames", type=int, default=48, help="how many scales (2 to 240; default 48)")
+    p.add_argument("--fps", type=int, default=12, help="frames a second (1 to 50; default 12)")
+    p.add_argument("--bounce", action="store_true", help="play forwards then backwards: a loop without a jump")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: CUDA if present)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_zoom)
 
     p = sub.add_parser("compare", help="a comparison figure: bicubic, LIIF, LTE and HIIF on one region")
     p.add_argument("input")

@@ -735,7 +735,7 @@ class ModelSet:
         return result
 
 
-def _point_in(center: object, size: tuple[int, int]) -> tuple[float, float]:
+def point_in(center: object, size: tuple[int, int]) -> tuple[float, float]:
     """``center`` as (x, y) pixels inside an image of ``size`` (height, width), or a DemoError."""
     h, w = size
     try:
@@ -793,7 +793,7 @@ def compare(image: object, scale: object, backbone: str = "edsr", *,
         img = load_image(image)
     except ImageError as exc:
         raise DemoError(f"cannot use this image: {exc}") from None
-    centre = None if center is None else click_to_centre(_point_in(center, img.size), img.size)
+    centre = None if center is None else click_to_centre(point_in(center, img.size), img.size)
     limits = local_limits(device, max_input_pixels)
     job = plan_job(img, labels[suffix], sx, sy, "Ground truth" if ground_truth else "Upscale", centre,
                    budget=side * side, limits=limits, name=name)
@@ -834,7 +834,7 @@ def scale_sweep(image: object, scales: Iterable[float], model: str = "hiif-edsr"
     except ImageError as exc:
         raise DemoError(f"cannot use this image: {exc}") from None
     h, w = img.size
-    x, y = (w / 2, h / 2) if center is None else _point_in(center, img.size)
+    x, y = (w / 2, h / 2) if center is None else point_in(center, img.size)
     wh, ww = min(window, h), min(window, w)
     top = min(max(round(y - wh / 2), 0), h - wh)
     left = min(max(round(x - ww / 2), 0), w - ww)
