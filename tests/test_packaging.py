@@ -148,3 +148,18 @@ def test_space_python_version_is_one_the_package_supports():
     assert isinstance(version, str) and re.fullmatch(r"3\.\d+", version), version  # "3.10", not 3.1
     requires = SpecifierSet(pyproject()["project"]["requires-python"])
     assert requires.contains(f"{version}.0")
+
+
+def test_the_documents_link_only_to_files_that_exist():
+    """Every relative link and picture of the README, the model card and the benchmark notes
+    names a file of the repository (a renamed script or figure breaks no page)."""
+    documents = ["README.md", "weights/MODELS.md", "benchmarks/README.md", "examples/README.md"]
+    links = 0
+    for name in documents:
+        page = ROOT / name
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue  # web addresses and anchors
+            links += 1
+            assert (page.parent / target.split("#")[0]).exists(), f"{name} links to missing {target}"
+    assert links >= 6
