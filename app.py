@@ -148,6 +148,32 @@ def build(models: demo.ModelSet, outputs: demo.OutputDir) -> gr.Blocks:
         return demo.plan_text(image, backbone, scale, vscale if separate else None, mode, centre,
                               budget=int(preview) ** 2, limits=limits) or "Results appear here."
 
+    def make_zoom(image, backbone, scale, separate, vscale, mode, centre, versus, progress=gr.Progress()):
+        """The zoom animation of HIIF against ``versus`` into the chosen point, ×1 up to the scale."""
+        with user_errors():
+            job = demo.plan_job(image, backbone, scale, vscale if separate else None, mode, centre, limits=limits)
+            zoom = models.zoom(job, versus.lower(), progress_fn(progress))
+            path = demo.save_zoom(zoom, job, versus.lower(), outputs.new_job())
+            first = zoom.frames[0]
+            note = (f"**Zoom** · HIIF-{job.backbone} against {versus}, ×{zoom.scales[0]:.2f} to "
+                    f"×{zoom.scales[-1]:.2f}, {len(zoom.frames)} frames of {first.width}×{first.height}, "
+                    "played forwards and back (animated WebP).")
+            return str(path), note
+
+    def api_zoom(image, backbone, scale, versus, center_x, center_y, progress=gr.Progress()):
+        """A zoom animation (animated WebP) of HIIF against ``versus`` (bicubic, liif or lte) on
+        ``backbone``, into (center_x, center_y) (fractions of the input), from ×1 up to ``scale``.
+        Returns the file and a JSON summary (scales, frame size)."""
+        with user_errors():
+            centre = (0.5 if center_y is None else center_y, 0.5 if center_x is None else center_x)
+            job = demo.plan_job(image, backbone, scale, None, "Upscale", centre, limits=limits)
+            zoom = models.zoom(job, str(versus).lower(), progress_fn(progress))
+            path = demo.save_zoom(zoom, job, str(versus).lower(), outputs.new_job())
+            first = zoom.frames[0]
+            return str(path), {"scales": zoom.scales, "frames": len(zoom.frames), "fps": demo.ZOOM_FPS_APP,
+                               "frame_size": {"height": first.height, "width": first.width},
+                               "backbone": job.backbone, "device": models.device_text()}
+
     def on_select(image, evt: gr.SelectData):
         with user_errors():
             if image is None:
@@ -236,6 +262,16 @@ def build(models: demo.ModelSet, outputs: demo.OutputDir) -> gr.Blocks:
                 whole_btn = gr.Button("Render whole output", visible=False, elem_id="whole")
                 files = gr.File(label="Downloads (PNG; the comparison figure last)", file_count="multiple", height=160,
                                 interactive=False, elem_id="downloads")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                zoom_versus = gr.Radio(["Bicubic", "LIIF", "LTE"], value="Bicubic", elem_id="zoom-versus",
+                                       label="Zoom animation for slides: HIIF against",
+                                       info=f"{demo.ZOOM_FRAMES_APP} frames from ×1 up to the scale, into the "
+                                            "point clicked on the input, beside the input; a minute or more on a CPU.")
+                zoom_btn = gr.Button("Make the zoom animation", elem_id="zoom")
+            with gr.Column(scale=2):
+                zoom_file = gr.File(label="Zoom (animated WebP)", interactive=False, height=100, elem_id="zoom-file")
+                zoom_note = gr.Markdown(elem_id="zoom-note")
 
         # hidden components behind the API endpoint /upscale
         with gr.Column(visible=False):
@@ -253,6 +289,10 @@ def build(models: demo.ModelSet, outputs: demo.OutputDir) -> gr.Blocks:
             api_figure_out = gr.Image(type="filepath", format="png", label="figure")
             api_figure_json = gr.JSON(label="info")
             api_figure_btn = gr.Button("api figure")
+            api_versus = gr.Dropdown(["bicubic", "liif", "lte"], value="bicubic", label="versus")
+            api_zoom_out = gr.File(label="zoom", type="filepath")
+            api_zoom_json = gr.JSON(label="info")
+            api_zoom_btn = gr.Button("api zoom")
 
         # -- events ------------------------------------------------------------------------------
         controls = [image, backbone, scale, separate, vscale, mode, preview, centre]
@@ -279,6 +319,10 @@ def build(models: demo.ModelSet, outputs: demo.OutputDir) -> gr.Blocks:
                         api_visibility="private", **heavy)
         api_btn.click(api, [api_image, api_backbone, api_scale, api_vscale, api_mode, api_cx, api_cy],
                       [*api_outputs, api_json], api_name="upscale", **render_queue)
+        zoom_btn.click(make_zoom, [image, backbone, scale, separate, vscale, mode, centre, zoom_versus],
+                       [zoom_file, zoom_note], api_visibility="private", **dict(render_queue, show_progress_on=[zoom_note]))
+        api_zoom_btn.click(api_zoom, [api_image, api_backbone, api_scale, api_versus, api_cx, api_cy],
+                           [api_zoom_out, api_zoom_json], api_name="zoom", **render_queue)
         api_figure_btn.click(api_figure, [api_image, api_backbone, api_scale, api_vscale, api_mode, api_cx,
                                           api_cy, api_size], [api_figure_out, api_figure_json],
                              api_name="figure", **render_queue)

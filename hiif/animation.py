@@ -14,6 +14,7 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -22,7 +23,8 @@ from PIL import Image
 from . import figure as figures
 from .demo import DemoError, Progress, point_in
 from .engine import Upscaler, output_size, resolve_device, validate_scale
-from .imageio import ImageError, atomic_write, check_writable, composite_on_white, load_image
+from .imageio import ImageError, InputImage, atomic_write, check_writable, composite_on_white, load_image
+from .models import ImplicitSR
 from .weights import ZOO, load_model
 
 #: the side (output pixels) of each method's square in a frame
@@ -103,17 +105,22 @@ class Zoom:
         return Path(path)
 
 
-def zoom(image: object, to: float = 8.0, model: str = "hiif-edsr", *, versus: str | None = None,
-         center: tuple[float, float] | None = None, size: int = 256, frames: int = 48,
-         device: str | torch.device | None = None, progress: Progress | None = None) -> Zoom:
-    """``model``'s output of the input around ``center`` ((x, y) in pixels of ``image``; default its
-    middle) at ``frames`` scales rising in equal ratios up to ``to``, each frame ``size``×``size``
-    output pixels; ``versus`` (a zoo name, a weights path or ``"bicubic"``) renders the same
-    beside it, on the left. The zoom starts at the smallest scale whose output fills the frame
-    (×1 when the input is at least ``size`` px on both sides). Each frame shows the input with the
-    window outlined, then the methods, captioned with the scale. Bad input raises a one-line
-    :class:`DemoError` before any model loads. HIIF frames also cost the attention statistics of
-    their whole output (estimated on at most ``ZOOM_STATS_QUERIES`` positions)."""
+@dataclass(frozen=True)
+class ZoomPlan:
+    """What a zoom renders, checked: the input, the point zoomed into ((x, y) input pixels), the
+    frame side and each frame's scale and output region."""
+
+    image: InputImage
+    center: tuple[float, float]
+    side: int
+    scales: list[float]
+    regions: list[tuple[int, int, int, int]]
+
+
+def plan_zoom(image: object, to: float = 8.0, center: tuple[float, float] | None = None,
+              size: int = 256, frames: int = 48) -> ZoomPlan:
+    """Check a zoom's arguments (:func:`zoom`) and plan its frames; a one-line
+    :class:`DemoError` for bad input."""
     if isinstance(to, (tuple, list)):
         raise DemoError(f"a zoom has one scale for both axes, got {to!r}")
     try:
@@ -127,12 +134,64 @@ def zoom(image: object, to: float = 8.0, model: str = "hiif-edsr", *, versus: st
     except ImageError as exc:
         raise DemoError(f"cannot use this image: {exc}") from None
     h, w = img.size
-    x, y = (w / 2, h / 2) if center is None else point_in(center, img.size)
+    point = (w / 2, h / 2) if center is None else point_in(center, img.size)
     first = max(1.0, side / h, side / w)  # the first frame is filled: round(h * side / h) = side
     if first >= to:
         raise DemoError(f"a {side}-px frame of this {w}×{h} image starts at ×{first:.3g}: zoom to more "
                         f"than that, or choose a smaller frame")
+    scales = zoom_scales(first, to, count)
+    return ZoomPlan(img, point, side, scales, [frame_region((h, w), s, point, side) for s in scales])
+
+
+def render_zoom(plan: ZoomPlan, methods: Sequence[tuple[str, ImplicitSR | None]],
+                device: str | torch.device | None = None, chunk: int | None = None,
+                progress: Progress | None = None) -> Zoom:
+    """The frames of ``plan`` with ``methods`` ((label, model), model None for bicubic), shown in
+    that order. ``progress(fraction, text)`` may raise to stop the zoom between chunks."""
     dev = resolve_device(device)
+    img, count = plan.image, len(plan.scales)
+    h, w = img.size
+    crops: dict[str, list[np.ndarray]] = {}
+    for m, (label, model) in enumerate(methods):
+        up = Upscaler("bicubic" if model is None else model, dev, chunk=chunk, cache_size=1,
+                      stats_max_queries=ZOOM_STATS_QUERIES)
+        encoded = up.encode(img)
+        crops[label] = []
+        for k, (s, region) in enumerate(zip(plan.scales, plan.regions)):
+            def tick(done: int, total: int, _k=k, _s=s, _label=label, _m=m) -> None:
+                if progress is not None:
+                    progress((_m * count + _k + done / max(total, 1)) / (len(methods) * count), f"{_label} ×{_s:.2f}")
+            tick(0, 1)
+            rgb = up.render(encoded, s, region, progress=tick)
+            crops[label].append(composite_on_white(rgb, up.render_alpha(encoded, s, region)))
+        up.clear()
+    if progress is not None:
+        progress(1.0, "done")
+    windows = []
+    for s, (top, left, rh, rw) in zip(plan.scales, plan.regions):
+        H, W = output_size((h, w), s)
+        windows.append((top * h / H, left * w / W, rh * h / H, rw * w / W))
+    overview, fit = _reduced(composite_on_white(img.rgb, img.alpha))
+    shown = []
+    for k, (s, window) in enumerate(zip(plan.scales, windows)):
+        panels = [figures.Panel(label, crops[label][k], f"×{s:.2f}") for label, _ in methods]
+        box = tuple(v * fit for v in window)
+        shown.append(figures.comparison_figure(panels, overview, box, "Input", f"{w}×{h}"))
+    return Zoom(list(plan.scales), windows, crops, shown)
+
+
+def zoom(image: object, to: float = 8.0, model: str = "hiif-edsr", *, versus: str | None = None,
+         center: tuple[float, float] | None = None, size: int = 256, frames: int = 48,
+         device: str | torch.device | None = None, progress: Progress | None = None) -> Zoom:
+    """``model``'s output of the input around ``center`` ((x, y) in pixels of ``image``; default its
+    middle) at ``frames`` scales rising in equal ratios up to ``to``, each frame ``size``×``size``
+    output pixels; ``versus`` (a zoo name, a weights path or ``"bicubic"``) renders the same
+    beside it, on the left. The zoom starts at the smallest scale whose output fills the frame
+    (×1 when the input is at least ``size`` px on both sides). Each frame shows the input with the
+    window outlined, then the methods, captioned with the scale. Bad input raises a one-line
+    :class:`DemoError` before any model loads. HIIF frames also cost the attention statistics of
+    their whole output (estimated on at most ``ZOOM_STATS_QUERIES`` positions)."""
+    plan = plan_zoom(image, to, center, size, frames)
     names = [versus, model] if versus is not None else [model]
     for name in names:
         if not isinstance(name, (str, Path)):
@@ -140,34 +199,9 @@ def zoom(image: object, to: float = 8.0, model: str = "hiif-edsr", *, versus: st
     labels = [str(n) if n in ZOO or n == "bicubic" else Path(str(n)).stem for n in names]
     if len(set(labels)) < len(labels):
         raise DemoError(f"zoom {labels[0]} against another model")
-    upscalers = [Upscaler("bicubic" if n == "bicubic" else load_model(n, dev), dev,
-                          stats_max_queries=ZOOM_STATS_QUERIES) for n in names]
-    scales = zoom_scales(first, to, count)
-    regions = [frame_region((h, w), s, (x, y), side) for s in scales]
-    crops: dict[str, list[np.ndarray]] = {}
-    for m, (up, label) in enumerate(zip(upscalers, labels)):
-        encoded = up.encode(img)
-        crops[label] = []
-        for k, (s, region) in enumerate(zip(scales, regions)):
-            def tick(done: int, total: int, _k=k, _s=s, _label=label, _m=m) -> None:
-                if progress is not None:
-                    progress((_m * count + _k + done / max(total, 1)) / (len(names) * count), f"{_label} ×{_s:.2f}")
-            rgb = up.render(encoded, s, region, progress=tick)
-            crops[label].append(composite_on_white(rgb, up.render_alpha(encoded, s, region)))
-        up.clear()
-    if progress is not None:
-        progress(1.0, "done")
-    windows = []
-    for s, (top, left, rh, rw) in zip(scales, regions):
-        H, W = output_size((h, w), s)
-        windows.append((top * h / H, left * w / W, rh * h / H, rw * w / W))
-    overview, fit = _reduced(composite_on_white(img.rgb, img.alpha))
-    shown = []
-    for k, (s, window) in enumerate(zip(scales, windows)):
-        panels = [figures.Panel(label, crops[label][k], f"×{s:.2f}") for label in labels]
-        box = tuple(v * fit for v in window)
-        shown.append(figures.comparison_figure(panels, overview, box, "Input", f"{w}×{h}"))
-    return Zoom(scales, windows, crops, shown)
+    dev = resolve_device(device)
+    models = [None if n == "bicubic" else load_model(n, dev) for n in names]
+    return render_zoom(plan, list(zip(labels, models)), dev, progress=progress)
 
 
 def _reduced(rgb: np.ndarray) -> tuple[np.ndarray, float]:

@@ -684,6 +684,54 @@ class ModelSet:
                 progress(1.0, "done")
             yield comparison
 
+    def zoom(self, job: Job, versus: str = "bicubic", progress: Progress | None = None):
+        """A zoom animation (:mod:`hiif.animation`) of HIIF against ``versus`` (``bicubic``,
+        ``liif`` or ``lte``, on the job's backbone) into the job's centre, from ×1 (or where the
+        frame is filled) up to the job's scale, in ``ZOOM_FRAMES_APP`` frames of the device's
+        zoom side; stopped, like a comparison, past the time limit."""
+        from .animation import plan_zoom, render_zoom
+
+        if versus not in ("bicubic", *METHODS) or versus == "hiif":
+            raise DemoError(f"zoom HIIF against bicubic, liif or lte, not {versus!r}")
+        sy, sx = job.scale
+        if sy != sx:
+            raise DemoError("a zoom has one scale for both axes: untick the separate vertical scale")
+        names = []
+        for method in ("hiif", versus):
+            if method == "bicubic":
+                names.append("bicubic")
+                continue
+            entry = self.entry(job.backbone, method)
+            if not entry.available:
+                raise DemoError(f"{LABELS[method]}-{job.backbone}: weights not available ({entry.error})")
+            names.append(entry.name)
+        h, w = job.lr.size
+        fy, fx = job.centre
+        centre = (min(fx * w, w - 1e-3), min(fy * h, h - 1e-3))
+        # frames no larger than the input, so that the zoom starts at ×1 (never below 16 px)
+        side = max(16, min(ZOOM_SIDE_APP.get(self.device.type, ZOOM_SIDE_APP["cpu"]), h, w))
+        plan = plan_zoom(job.lr, sx, centre, side, ZOOM_FRAMES_APP)
+        deadline = time.monotonic() + self.limits.job_seconds
+
+        def report(fraction: float, text: str) -> None:
+            if time.monotonic() > deadline:
+                raise DemoError(f"stopped after the time limit of {self.limits.job_seconds:.0f} s per "
+                                "request; try a smaller scale or input")
+            if progress is not None:
+                progress(fraction, text)
+
+        methods = [(LABELS[versus] if versus == "bicubic" else f"{LABELS[versus]}-{job.backbone}",
+                    None if versus == "bicubic" else self.entries[names[1]].upscaler.model),
+                   (f"HIIF-{job.backbone}", self.entries[names[0]].upscaler.model)]
+        locks = [self._locks[n] for n in sorted(set(names))]  # one order: two zooms never deadlock
+        for lock in locks:
+            lock.acquire()
+        try:
+            return render_zoom(plan, methods, self.device, chunk=self.limits.chunk, progress=report)
+        finally:
+            for lock in reversed(locks):
+                lock.release()
+
     def _render_one(self, job: Job, method: str, report: Callable[[float, str], None]) -> MethodResult:
         if method == "bicubic":
             name, label = "bicubic", "Bicubic"
@@ -799,6 +847,11 @@ def compare(image: object, scale: object, backbone: str = "edsr", *,
                    budget=side * side, limits=limits, name=name)
     models = ModelSet(limits.device, limits, names=[f"{m}-{suffix}" for m in METHODS])
     return models.compare(job, progress)
+
+
+#: the side (output pixels) of each method's square in the demo's zoom, by device, and its frames
+ZOOM_SIDE_APP = {"cpu": 128, "cuda": 256}
+ZOOM_FRAMES_APP = 24
 
 
 #: sides (input pixels) of the window :func:`scale_sweep` renders
@@ -941,6 +994,16 @@ def save_results(comparison: Comparison, folder: Path,
             name = f"{file_stem(job, BACKBONES[job.backbone] + '-comparison')}.png"
             paths["figure"] = save_png(np.asarray(fig), None, folder / name)
     return {k: paths[k] for k in (*ORDER, "lr", "figure") if k in paths}
+
+
+#: the demo's zoom animations: frames a second, played forwards then backwards
+ZOOM_FPS_APP = 8
+
+
+def save_zoom(zoom, job: Job, versus: str, folder: Path) -> Path:
+    """The demo's zoom (``ModelSet.zoom``) as ``<input>_x<scale>_<backbone>-zoom-hiif-vs-<versus>.webp``."""
+    name = f"{job.name}_x{job.scale[1]:g}_{BACKBONES[job.backbone]}-zoom-hiif-vs-{versus}.webp"
+    return zoom.save(folder / name, fps=ZOOM_FPS_APP, bounce=True)
 
 
 def full_render_offer(comparison: Comparison, limits: Limits) -> tuple[bool, str]:

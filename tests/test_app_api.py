@@ -142,6 +142,20 @@ def test_figure_endpoint(client, server, tmp_path):
     assert server.alive(), server.log_tail()
 
 
+def test_zoom_endpoint(client, server, tmp_path):
+    Image.fromarray((np.random.default_rng(5).random((24, 32, 3)) * 255).astype(np.uint8)).save(tmp_path / "in.png")
+    path, info = client.predict(image=gradio_client.handle_file(str(tmp_path / "in.png")), backbone="EDSR-baseline",
+                                scale=3, versus="liif", center_x=0.25, center_y=0.75, api_name="/zoom")
+    with Image.open(path) as im:
+        assert im.format == "WEBP" and im.n_frames == 2 * info["frames"] - 2  # forwards, then back
+        assert (im.width, im.height) == (info["frame_size"]["width"], info["frame_size"]["height"])
+    assert info["scales"][0] == 1 and info["scales"][-1] == pytest.approx(3)
+    with pytest.raises(Exception, match="liif.*lte"):  # refused by the dropdown or the demo
+        client.predict(image=gradio_client.handle_file(str(tmp_path / "in.png")), scale=3, versus="hiif",
+                       api_name="/zoom")
+    assert server.alive(), server.log_tail()
+
+
 def _rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024

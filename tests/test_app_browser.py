@@ -74,6 +74,14 @@ def test_example_at_3_3_fills_the_three_sliders(browser, server, tmp_path):
         for method in ("HIIF", "Bicubic", "LIIF", "LTE"):
             assert method in table, table
         assert page.locator("#downloads").inner_text().count(".png") >= 4
+
+        # the zoom animation of the same image and scale, HIIF against LIIF
+        page.locator("#zoom-versus label", has_text="LIIF").click()
+        page.locator("#zoom").click()
+        page.wait_for_function("document.querySelector('#zoom-file').innerText.includes('.webp')",
+                               timeout=TIMEOUT_MS)
+        note = page.inner_text("#zoom-note")
+        assert "against LIIF" in note and "×3.30" in note and "24 frames" in note, note
         assert not errors, errors
     except Exception:
         page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)

@@ -374,6 +374,30 @@ def test_time_limit_stops_a_job_with_a_message_and_the_models_serve_on(models):
     assert demo.device_limits("cpu").job_seconds == 1200
 
 
+def test_the_demo_zooms_hiif_against_another_method_into_the_chosen_point(models, tmp_path):
+    job = demo.plan_job(IMAGE, "EDSR-baseline", 3, None, "Upscale", (0.25, 0.75), limits=models.limits)
+    zoom = models.zoom(job, "liif")
+    assert list(zoom.crops) == ["LIIF-EDSR-baseline", "HIIF-EDSR-baseline"]  # HIIF on the right
+    h, w = job.lr.size  # 12×16: frames of the 16-px minimum, so the zoom starts at ×16/12
+    assert len(zoom.frames) == demo.ZOOM_FRAMES_APP and zoom.scales[-1] == pytest.approx(3)
+    assert zoom.scales[0] == pytest.approx(16 / 12) and zoom.crops["HIIF-EDSR-baseline"][0].shape == (16, 16, 3)
+    top, left, wh, ww = zoom.windows[-1]  # the last window is centred on the point chosen
+    assert (left + ww / 2, top + wh / 2) == (pytest.approx(0.75 * w, abs=0.5), pytest.approx(0.25 * h, abs=0.5))
+    path = demo.save_zoom(zoom, job, "liif", tmp_path)
+    with Image.open(path) as im:
+        assert im.format == "WEBP" and im.n_frames == 2 * demo.ZOOM_FRAMES_APP - 2 and "x3_edsr-zoom" in path.name
+    for versus, message in [("hiif", "against bicubic, liif or lte"), ("vgg", "against bicubic")]:
+        with pytest.raises(demo.DemoError, match=message):
+            models.zoom(job, versus)
+    with pytest.raises(demo.DemoError, match="one scale for both axes"):
+        models.zoom(demo.plan_job(IMAGE, "EDSR-baseline", 3, 2, limits=models.limits))
+    with pytest.raises(demo.DemoError, match="starts at ×1"):
+        models.zoom(demo.plan_job(IMAGE, "EDSR-baseline", 1, limits=models.limits))
+    slow = demo.ModelSet("cpu", limits(job_seconds=1e-6), names=["hiif-edsr"], loader=random_loader)
+    with pytest.raises(demo.DemoError, match="time limit"):
+        slow.zoom(job, "bicubic")
+
+
 def test_feature_cache_stays_within_budget():
     ms = demo.ModelSet("cpu", limits(cache_bytes=1), names=["hiif-edsr", "liif-edsr", "lte-edsr"],
                        loader=random_loader)
