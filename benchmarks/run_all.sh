@@ -14,3 +14,4 @@ python encode_memory.py --sizes 64 128 192
 python encode_memory.py --sizes 64 128 --oracle
 python tiles.py
 python encode_memory.py --models liif-edsr lte-edsr hiif-edsr hiif-swinir --sizes 384 768 --tile 256
+python zoom.py --frames 8
