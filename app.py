@@ -152,11 +152,10 @@ def build(models: demo.ModelSet, outputs: demo.OutputDir) -> gr.Blocks:
         """The zoom animation of HIIF against ``versus`` into the chosen point, ×1 up to the scale."""
         with user_errors():
             job = demo.plan_job(image, backbone, scale, vscale if separate else None, mode, centre, limits=limits)
-            zoom = models.zoom(job, versus.lower(), progress_fn(progress))
-            path = demo.save_zoom(zoom, job, versus.lower(), outputs.new_job())
-            first = zoom.frames[0]
-            note = (f"**Zoom** · HIIF-{job.backbone} against {versus}, ×{zoom.scales[0]:.2f} to "
-                    f"×{zoom.scales[-1]:.2f}, {len(zoom.frames)} frames of {first.width}×{first.height}, "
+            path, info = demo.zoom_file(models, job, versus, outputs.new_job(), progress_fn(progress))
+            size = info["frame_size"]
+            note = (f"**Zoom** · {' against '.join(reversed(info['methods']))}, ×{info['scales'][0]:.2f} to "
+                    f"×{info['scales'][-1]:.2f}, {info['frames']} frames of {size['width']}×{size['height']}, "
                     "played forwards and back (animated WebP).")
             return str(path), note
 
@@ -167,12 +166,8 @@ def build(models: demo.ModelSet, outputs: demo.OutputDir) -> gr.Blocks:
         with user_errors():
             centre = (0.5 if center_y is None else center_y, 0.5 if center_x is None else center_x)
             job = demo.plan_job(image, backbone, scale, None, "Upscale", centre, limits=limits)
-            zoom = models.zoom(job, str(versus).lower(), progress_fn(progress))
-            path = demo.save_zoom(zoom, job, str(versus).lower(), outputs.new_job())
-            first = zoom.frames[0]
-            return str(path), {"scales": zoom.scales, "frames": len(zoom.frames), "fps": demo.ZOOM_FPS_APP,
-                               "frame_size": {"height": first.height, "width": first.width},
-                               "backbone": job.backbone, "device": models.device_text()}
+            path, info = demo.zoom_file(models, job, versus, outputs.new_job(), progress_fn(progress))
+            return str(path), info
 
     def on_select(image, evt: gr.SelectData):
         with user_errors():

@@ -1000,10 +1000,19 @@ def save_results(comparison: Comparison, folder: Path,
 ZOOM_FPS_APP = 8
 
 
-def save_zoom(zoom, job: Job, versus: str, folder: Path) -> Path:
-    """The demo's zoom (``ModelSet.zoom``) as ``<input>_x<scale>_<backbone>-zoom-hiif-vs-<versus>.webp``."""
+def zoom_file(models: ModelSet, job: Job, versus: str, folder: Path,
+              progress: Progress | None = None) -> tuple[Path, dict[str, object]]:
+    """The demo's zoom (:meth:`ModelSet.zoom`) written as
+    ``<input>_x<scale>_<backbone>-zoom-hiif-vs-<versus>.webp`` (played forwards and back), and
+    what the page and the API say of it."""
+    versus = str(versus).lower()
+    zoom = models.zoom(job, versus, progress)
     name = f"{job.name}_x{job.scale[1]:g}_{BACKBONES[job.backbone]}-zoom-hiif-vs-{versus}.webp"
-    return zoom.save(folder / name, fps=ZOOM_FPS_APP, bounce=True)
+    path = zoom.save(folder / name, fps=ZOOM_FPS_APP, bounce=True)
+    first = zoom.frames[0]
+    return path, {"scales": zoom.scales, "frames": len(zoom.frames), "fps": ZOOM_FPS_APP,
+                  "frame_size": {"height": first.height, "width": first.width},
+                  "methods": list(zoom.crops), "backbone": job.backbone, "device": models.device_text()}
 
 
 def full_render_offer(comparison: Comparison, limits: Limits) -> tuple[bool, str]:

@@ -383,9 +383,10 @@ def test_the_demo_zooms_hiif_against_another_method_into_the_chosen_point(models
     assert zoom.scales[0] == pytest.approx(16 / 12) and zoom.crops["HIIF-EDSR-baseline"][0].shape == (16, 16, 3)
     top, left, wh, ww = zoom.windows[-1]  # the last window is centred on the point chosen
     assert (left + ww / 2, top + wh / 2) == (pytest.approx(0.75 * w, abs=0.5), pytest.approx(0.25 * h, abs=0.5))
-    path = demo.save_zoom(zoom, job, "liif", tmp_path)
+    path, info = demo.zoom_file(models, job, "LIIF", tmp_path)
     with Image.open(path) as im:
         assert im.format == "WEBP" and im.n_frames == 2 * demo.ZOOM_FRAMES_APP - 2 and "x3_edsr-zoom" in path.name
+    assert info["methods"] == list(zoom.crops) and info["frames"] == demo.ZOOM_FRAMES_APP
     for versus, message in [("hiif", "against bicubic, liif or lte"), ("vgg", "against bicubic")]:
         with pytest.raises(demo.DemoError, match=message):
             models.zoom(job, versus)
