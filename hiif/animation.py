@@ -35,8 +35,6 @@ ZOOM_FRAMES = (2, 240)
 ZOOM_FPS = (1, 50)
 #: the animated formats written, by extension
 ANIMATION_FORMATS = {".gif": "GIF", ".webp": "WEBP", ".png": "PNG"}
-#: the input shown beside the frames is reduced to this longest side once, not at every frame
-OVERVIEW_SIDE = 1024
 #: HIIF's attention statistics of a frame's whole output are estimated on a sub-grid of at most
 #: this many positions (the engine's estimate, ≤ 0.003 of the 0–1 range from the exact ones:
 #: benchmarks/RESULTS.md section 5; invisible in an animation): at ×8 of a 320×213 input a quarter
@@ -172,7 +170,8 @@ def render_zoom(plan: ZoomPlan, methods: Sequence[tuple[str, ImplicitSR | None]]
     for s, (top, left, rh, rw) in zip(plan.scales, plan.regions):
         H, W = output_size((h, w), s)
         windows.append((top * h / H, left * w / W, rh * h / H, rw * w / W))
-    overview, fit = _reduced(composite_on_white(img.rgb, img.alpha))
+    # the input fitted once to the cell every frame shows it in, not resized again at each frame
+    overview, fit = _reduced(composite_on_white(img.rgb, img.alpha), figures.panel_size(plan.side, plan.side))
     shown = []
     for k, (s, window) in enumerate(zip(plan.scales, windows)):
         panels = [figures.Panel(label, crops[label][k], f"×{s:.2f}") for label, _ in methods]
@@ -205,9 +204,9 @@ def zoom(image: object, to: float = 8.0, model: str = "hiif-edsr", *, versus: st
     return render_zoom(plan, list(zip(labels, models)), dev, progress=progress)
 
 
-def _reduced(rgb: np.ndarray) -> tuple[np.ndarray, float]:
-    """The input for the frames' overview, at most ``OVERVIEW_SIDE`` px long, and its factor."""
-    fit = min(1.0, OVERVIEW_SIDE / max(rgb.shape[:2]))
+def _reduced(rgb: np.ndarray, cell: tuple[int, int]) -> tuple[np.ndarray, float]:
+    """The input fitted inside ``cell`` (height, width), never enlarged, and its factor."""
+    fit = min(1.0, cell[0] / rgb.shape[0], cell[1] / rgb.shape[1])
     if fit == 1.0:
         return rgb, 1.0
     size = (max(1, round(rgb.shape[1] * fit)), max(1, round(rgb.shape[0] * fit)))

@@ -696,14 +696,16 @@ class ModelSet:
         sy, sx = job.scale
         if sy != sx:
             raise DemoError("a zoom has one scale for both axes: untick the separate vertical scale")
-        names = []
-        for method in ("hiif", versus):
+        methods, names = [], []  # (label, model) as the frames show them: HIIF on the right
+        for method in (versus, "hiif"):
             if method == "bicubic":
+                methods.append((LABELS["bicubic"], None))
                 names.append("bicubic")
                 continue
             entry = self.entry(job.backbone, method)
             if not entry.available:
                 raise DemoError(f"{LABELS[method]}-{job.backbone}: weights not available ({entry.error})")
+            methods.append((f"{LABELS[method]}-{job.backbone}", entry.upscaler.model))
             names.append(entry.name)
         h, w = job.lr.size
         fy, fx = job.centre
@@ -720,9 +722,6 @@ class ModelSet:
             if progress is not None:
                 progress(fraction, text)
 
-        methods = [(LABELS[versus] if versus == "bicubic" else f"{LABELS[versus]}-{job.backbone}",
-                    None if versus == "bicubic" else self.entries[names[1]].upscaler.model),
-                   (f"HIIF-{job.backbone}", self.entries[names[0]].upscaler.model)]
         locks = [self._locks[n] for n in sorted(set(names))]  # one order: two zooms never deadlock
         for lock in locks:
             lock.acquire()
