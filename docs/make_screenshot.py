@@ -43,11 +43,11 @@ def main() -> None:
         page.locator("#run").click()
         deadline = time.monotonic() + args.timeout
         time.sleep(2)
-        while time.monotonic() < deadline:  # done: a result note and no progress bar on it
+        while time.monotonic() < deadline:  # done: a result note (not the plan shown before Run), no progress bar on it
             info = page.inner_text("#info")
             idle = page.evaluate("() => { const t = document.querySelector('#info [data-testid=status-tracker]');"
                                  " return !t || t.classList.contains('hide'); }")
-            if "·" in info and "Rendering" not in info and idle:
+            if "·" in info and not info.startswith("Run renders") and "Rendering" not in info and idle:
                 break
             time.sleep(2)
         time.sleep(2)  # let the last images paint
