@@ -43,11 +43,11 @@ def main() -> None:
         page.locator("#run").click()
         deadline = time.monotonic() + args.timeout
         time.sleep(2)
-        while time.monotonic() < deadline:  # done: a result note (not the plan shown before Run), no progress bar on it
-            info = page.inner_text("#info")
+        while time.monotonic() < deadline:  # done: the table has the last method's row, no progress bar
+            table = page.inner_text("#results")  # empty until a run reports (the notes above it are not)
             idle = page.evaluate("() => { const t = document.querySelector('#info [data-testid=status-tracker]');"
                                  " return !t || t.classList.contains('hide'); }")
-            if "·" in info and not info.startswith("Run renders") and "Rendering" not in info and idle:
+            if "LTE" in table and idle:
                 break
             time.sleep(2)
         time.sleep(2)  # let the last images paint
