@@ -3,9 +3,11 @@
 # that the three methods share the same budget whenever the run is stopped at a round boundary.
 #   nice -n 19 bash scripts/train_further.sh ENCODER STEPS [ROUND_STEPS [LR]] > runs/train.log 2>&1 &
 #   nice -n 19 bash scripts/train_further.sh edsr 1200 400 1e-4 > runs/train.log 2>&1 &
-# LANES=2 trains two models at once, one thread each (on 2 cores that halved a trio's wall time,
-# benchmarks/RESULTS.md section 15; two threads of one model wait for each other whenever one is
-# descheduled): the rounds' jobs are taken in order by whichever lane is free, a lock per model
+# Size the cycle to end inside one session: run folders are not committed, so a new machine starts
+# without the checkpoints (benchmarks/RESULTS.md section 18).
+# LANES=2 trains two models at once, one thread each (on the AVX2-only 2-core CPU, float32, that
+# halved a trio's wall time, RESULTS section 15; with native bf16 one model on both threads is
+# faster, section 18): the rounds' jobs are taken in order by whichever lane is free, a lock per model
 # keeps its jobs one at a time, and each job's output goes to runs/further/<name>.log.
 # Each model's cycle (hiif.train.write_fitted_config): from its committed weights at step S, a
 # fresh optimizer warmed up, then a cosine from LR (default half the CPU config's learning rate)
