@@ -5,10 +5,13 @@
 # regenerate the tables of weights/MODELS.md. Never beside a training run:
 # the two would slow each other many times over.
 #   bash scripts/evaluate_encoder.sh edsr [BENCHMARKS_DIR]
+# METHODS="hiif lte" measures only those (the models whose files were replaced); the plot and the
+# printed tables show the encoder's three models from weights/results.json, the others as recorded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 encoder=${1:-edsr}; bench=${2:-../shared/benchmarks}
-models="--model hiif-$encoder --model liif-$encoder --model lte-$encoder"
+models=""
+for method in ${METHODS:-hiif liif lte}; do models="$models --model $method-$encoder"; done
 mkdir -p runs
 # balanced halves: Set14 x2..x8 | Set5+Set14 x12..x30 and Set5 x2..x8
 OMP_NUM_THREADS=1 python -m hiif evaluate $models --data "$bench/Set14" --scales 2,3,4,6,8 \
@@ -25,11 +28,16 @@ from hiif.evaluate import format_table, merge_results, plot_results, record_resu
 enc = sys.argv[1]
 parts = [r for k in "bac" for r in json.loads(Path(f"runs/eval_{enc}_{k}.json").read_text())]
 results = merge_results(parts)
-for r in results:
-    print(format_table(r), end="\n\n")
 write_results(results, f"runs/eval_{enc}.json")
-plot_results(results, f"docs/psnr_{enc}.png")
-write_card(record_results(results, "weights/results.json"), "weights/MODELS.md")
+record = record_results(results, "weights/results.json")
+write_card(record, "weights/MODELS.md")
+measured = {r["dataset"] for r in results}
+shown = [{**r, "psnr": {name: row for name, row in r["psnr"].items()
+                        if name == "bicubic" or name.endswith(f"-{enc}")}}
+         for r in record if r["dataset"] in measured]
+for r in shown:
+    print(format_table(r), end="\n\n")
+plot_results(shown, f"docs/psnr_{enc}.png")
 print(f"runs/eval_{enc}.json, docs/psnr_{enc}.png, weights/results.json and weights/MODELS.md (tables; "
       "the text above them is kept: update it by hand)")
 PY

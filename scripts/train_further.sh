@@ -5,6 +5,8 @@
 #   nice -n 19 bash scripts/train_further.sh edsr 1200 400 1e-4 > runs/train.log 2>&1 &
 # Size the cycle to end inside one session: run folders are not committed, so a new machine starts
 # without the checkpoints (benchmarks/RESULTS.md section 18).
+# METHODS="hiif lte" trains only those (when the diff budget lets a session replace only two of an
+# encoder's files, the third is given the same cycle in a later session instead of a wasted one).
 # LANES=2 trains two models at once, one thread each (on the AVX2-only 2-core CPU, float32, that
 # halved a trio's wall time, RESULTS section 15; with native bf16 one model on both threads is
 # faster, section 18): the rounds' jobs are taken in order by whichever lane is free, a lock per model
@@ -20,9 +22,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 encoder=${1:?encoder: edsr, rdn or swinir}; steps=${2:-600}; round=${3:-$steps}; lr=${4:-}
+methods=${METHODS:-hiif liif lte}
 [ -d data/trainset ] || python -m hiif.data build-trainset data/trainset
 mkdir -p runs/further
-for method in hiif liif lte; do  # checked for all three before any cycle is written
+for method in $methods; do  # checked for all before any cycle is written
   name=$method-$encoder
   if [ ! -f "runs/further/$name.yaml" ] && [ -f "runs/$name/checkpoint.pt" ]; then
     # --resume would carry on that run instead of starting this cycle
@@ -30,7 +33,7 @@ for method in hiif liif lte; do  # checked for all three before any cycle is wri
     exit 2
   fi
 done
-for method in hiif liif lte; do
+for method in $methods; do
   name=$method-$encoder
   [ -f "runs/further/$name.yaml" ] && continue
   python - "$name" "$steps" "$lr" <<'PY'
@@ -44,14 +47,14 @@ print(f"{name}: further cycle {start} -> {start + steps}")
 PY
 done
 declare -A start  # each cycle's first step, read once
-for method in hiif liif lte; do
+for method in $methods; do
   start[$method]=$(python -c "import yaml, sys; print(yaml.safe_load(open(sys.argv[1]))['optim']['restart_at'])" \
     "runs/further/$method-$encoder.yaml")
 done
 rounds=$(( (steps + round - 1) / round ))
 round_jobs() {  # "K NAME UNTIL" for every round's three jobs, in order
   for k in $(seq 1 $rounds); do
-    for method in hiif liif lte; do
+    for method in $methods; do
       echo "$k $method-$encoder $(( ${start[$method]} + (k * round < steps ? k * round : steps) ))"
     done
   done
