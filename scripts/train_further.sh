@@ -52,7 +52,7 @@ for method in $methods; do
     "runs/further/$method-$encoder.yaml")
 done
 rounds=$(( (steps + round - 1) / round ))
-round_jobs() {  # "K NAME UNTIL" for every round's three jobs, in order
+round_jobs() {  # "K NAME UNTIL" for every round's jobs (one per method), in order
   for k in $(seq 1 $rounds); do
     for method in $methods; do
       echo "$k $method-$encoder $(( ${start[$method]} + (k * round < steps ? k * round : steps) ))"
