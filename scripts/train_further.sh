@@ -33,24 +33,28 @@ for method in $methods; do  # checked for all before any cycle is written
     exit 2
   fi
 done
-for method in $methods; do
-  name=$method-$encoder
-  [ -f "runs/further/$name.yaml" ] && continue
-  python - "$name" "$steps" "$lr" <<'PY'
+declare -A start  # each cycle's first step
+# one Python start for all methods (importing torch costs seconds): writes the cycles not yet
+# written, then prints "METHOD FIRST_STEP" for each, read from its cycle
+while read -r method first; do start[$method]=$first; done < <(
+  python - "$encoder" "$steps" "$lr" $methods <<'PY'
 import sys
-from hiif.train import write_fitted_config
-from hiif.weights import WEIGHTS_DIR, load_safetensors
-name, steps, lr = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]) if sys.argv[3] else None
-start = int(load_safetensors(WEIGHTS_DIR / f"{name}.safetensors").metadata.get("steps", 0))
-write_fitted_config(f"configs/{name}.yaml", start + steps, f"runs/further/{name}.yaml", start=start, restart_lr=lr)
-print(f"{name}: further cycle {start} -> {start + steps}")
+from pathlib import Path
+import yaml
+encoder, steps, lr, methods = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+for method in methods:
+    name, cycle = f"{method}-{encoder}", Path(f"runs/further/{method}-{encoder}.yaml")
+    if not cycle.exists():
+        from hiif.train import write_fitted_config
+        from hiif.weights import WEIGHTS_DIR, load_safetensors
+        first = int(load_safetensors(WEIGHTS_DIR / f"{name}.safetensors").metadata.get("steps", 0))
+        write_fitted_config(f"configs/{name}.yaml", first + steps, cycle, start=first,
+                            restart_lr=float(lr) if lr else None)
+        print(f"{name}: further cycle {first} -> {first + steps}", file=sys.stderr)
+    print(method, yaml.safe_load(cycle.read_text())["optim"]["restart_at"])
 PY
-done
-declare -A start  # each cycle's first step, read once
-for method in $methods; do
-  start[$method]=$(python -c "import yaml, sys; print(yaml.safe_load(open(sys.argv[1]))['optim']['restart_at'])" \
-    "runs/further/$method-$encoder.yaml")
-done
+)
+[ "${#start[@]}" -eq "$(wc -w <<< "$methods")" ] || { echo "train_further: the cycles could not be written" >&2; exit 1; }
 rounds=$(( (steps + round - 1) / round ))
 round_jobs() {  # "K NAME UNTIL" for every round's jobs (one per method), in order
   for k in $(seq 1 $rounds); do
