@@ -50,6 +50,11 @@ BACKBONES: dict[str, str] = {"EDSR-baseline": "edsr", "RDN": "rdn", "SwinIR": "s
 #: benchmarks/RESULTS.md section 2) and a job runs three: a quarter keeps a first run to ~5 min, not ~20
 CPU_INPUT_SHARE: dict[str, float] = {"edsr": 1.0, "rdn": 0.25, "swinir": 0.25}
 METHODS = ("hiif", "liif", "lte")
+#: HIIF's whole-output attention statistics on a CPU server: exact up to this many output pixels,
+#: estimated on a sub-grid beyond. 2^18 instead of 2^20 cut HIIF's 512² preview of a 256² input
+#: from 36-40 s to 12-14 s on a 2-core AVX2 CPU at ×4/×12/×30, at most 1 grey level apart
+#: (0.05-0.16 % of pixels; benchmarks/RESULTS.md section 21)
+CPU_STATS_MAX_QUERIES = 2 ** 18
 #: render and table order; the sliders pair HIIF with each of the others
 ORDER = ("hiif", "bicubic", "liif", "lte")
 LABELS = {"hiif": "HIIF", "bicubic": "Bicubic", "liif": "LIIF", "lte": "LTE"}
@@ -126,7 +131,8 @@ def device_limits(device: str | torch.device | None = None) -> Limits:
                     cache_bytes=int(total * 0.35), job_seconds=300)
     else:
         base = dict(preview_side=512, full_pixels=16_000_000, input_pixels=1024 * 1024, concurrency=1,
-                    chunk=None, stats_max_queries=2 ** 20, cache_bytes=8 * 2 ** 30, job_seconds=1200)
+                    chunk=None, stats_max_queries=CPU_STATS_MAX_QUERIES, cache_bytes=8 * 2 ** 30,
+                    job_seconds=1200)
     side = int(_env_number("HIIF_DEMO_PREVIEW", base["preview_side"]))
     chunk = os.environ.get("HIIF_DEMO_CHUNK")
     return Limits(

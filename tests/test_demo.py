@@ -520,3 +520,20 @@ def test_device_text_counts_cpu_threads(threads, text):
         assert demo.ModelSet.device_text(type("Set", (), {"device": torch.device("cpu")})()) == text
     finally:
         torch.set_num_threads(before)
+
+
+def test_cpu_server_estimates_hiif_statistics_within_a_grey_level():
+    # the CPU server's smaller threshold (3x faster previews on a 2-core CPU) gives the picture of
+    # exact whole-output statistics to within one grey level (trained weights: the formula ones'
+    # attention is far more sensitive than a trained model's)
+    assert demo.device_limits("cpu").stats_max_queries == demo.CPU_STATS_MAX_QUERIES
+    assert demo.CPU_STATS_MAX_QUERIES < hiif.engine.STATS_MAX_QUERIES
+    rgb = np.asarray(Image.open(ROOT / "examples" / "astronaut.png").convert("RGB")
+                     .resize((64, 64), Image.BICUBIC))
+    scale, region = 9, (256, 256, 48, 48)  # 576² = 331,776 output pixels: above 2^18, below 2^22
+    assert demo.CPU_STATS_MAX_QUERIES < (64 * scale) ** 2 <= hiif.engine.STATS_MAX_QUERIES
+    pictures = []
+    for threshold in (hiif.engine.STATS_MAX_QUERIES, demo.CPU_STATS_MAX_QUERIES):
+        up = hiif.Upscaler("hiif-edsr", "cpu", stats_max_queries=threshold)
+        pictures.append(up.render(up.encode(rgb), scale, region=region).astype(int))
+    assert np.abs(pictures[0] - pictures[1]).max() <= 1
