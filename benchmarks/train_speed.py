@@ -2,10 +2,15 @@
 
     python benchmarks/train_speed.py [--models hiif-edsr,lte-rdn] [--precisions fp32,bf16]
         [--layouts nchw,nhwc] [--freeze none encoder] [--batch 16] [--patch 48] [--queries 2304] [--steps 3] [--device cpu]
+        [--glibc-malloc]
 
 Uses random patches (official shape by default: 48×48 LR, 2304 queries) so it needs no training
 data. Prints one row per model, precision and memory layout (nhwc = config ``channels_last``), with
-the machine it ran on. Set OMP_NUM_THREADS / torch threads from the shell to compare thread counts.
+the machine it ran on; "runs" is the precision that really ran (bf16 falls back to float32 on a CPU
+without native bf16, as in training). Set OMP_NUM_THREADS / torch threads from the shell to compare
+thread counts. Like `python -m hiif train`, it keeps freed memory in the heap
+(hiif.train.keep_freed_memory); --glibc-malloc times glibc's default instead (a separate run, since
+the setting is per process).
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hiif.train import Config, Trainer  # noqa: E402
+from hiif.train import Config, Trainer, keep_freed_memory  # noqa: E402
 from hiif.weights import ZOO  # noqa: E402
 
 
@@ -37,7 +42,8 @@ def machine() -> str:
 
 
 def measure(name: str, precision: str, batch: int, steps: int, device: str | None, patch: int = 48,
-            queries: int = 2304, channels_last: bool = False, freeze: str | None = None) -> float:
+            queries: int = 2304, channels_last: bool = False, freeze: str | None = None) -> tuple[float, str]:
+    """Seconds a step, and the precision that ran."""
     raw = {"name": name, "model": ZOO[name], "precision": precision, "seed": 0,
            "channels_last": channels_last, "freeze": freeze,
            "data": {"patch": patch, "scale_min": 1, "scale_max": 4, "queries": queries},
@@ -52,7 +58,7 @@ def measure(name: str, precision: str, batch: int, steps: int, device: str | Non
     trainer.train(steps=steps)
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / steps
+    return (time.perf_counter() - t0) / steps, trainer.precision
 
 
 def main() -> None:
@@ -67,17 +73,20 @@ def main() -> None:
     p.add_argument("--freeze", nargs="*", default=["none"], choices=["none", "encoder"],
                    help="also time steps with the encoder frozen (config `freeze: encoder`)")
     p.add_argument("--device", default=None)
+    p.add_argument("--glibc-malloc", action="store_true",
+                   help="leave glibc's malloc as it is (training keeps freed memory: section 22)")
     args = p.parse_args()
+    kept = not args.glibc_malloc and keep_freed_memory()
     print(f"# {machine()}; batch {args.batch}, {args.patch}×{args.patch} LR patches, "
-          f"{args.queries} queries each")
-    print(f"{'model':<12} {'precision':<9} {'layout':<6} {'frozen':<8} {'s/step':>8} {'steps/s':>8}")
+          f"{args.queries} queries each; freed memory {'kept' if kept else 'returned (glibc default)'}")
+    print(f"{'model':<12} {'precision':<9} {'runs':<5} {'layout':<6} {'frozen':<8} {'s/step':>8} {'steps/s':>8}")
     for name in args.models.split(","):
         for precision in args.precisions.split(","):
             for layout in args.layouts.split(","):
                 for freeze in args.freeze:
-                    sec = measure(name, precision, args.batch, args.steps, args.device, args.patch,
+                    sec, ran = measure(name, precision, args.batch, args.steps, args.device, args.patch,
                                   args.queries, layout == "nhwc", None if freeze == "none" else freeze)
-                    print(f"{name:<12} {precision:<9} {layout:<6} {freeze:<8} {sec:8.2f} {1 / sec:8.3f}",
+                    print(f"{name:<12} {precision:<9} {ran:<5} {layout:<6} {freeze:<8} {sec:8.2f} {1 / sec:8.3f}",
                           flush=True)
 
 

@@ -169,6 +169,25 @@ def test_bf16_runs_as_float32_on_a_cpu_without_native_bf16(monkeypatch):
     assert up.precision == "bf16" and "not native" not in up.describe()
 
 
+def test_native_bf16_means_the_instructions_not_what_onednn_emulates(monkeypatch):
+    """oneDNN calls bf16 supported on any AVX-512 CPU, also where it emulates it 2-3x slower than
+    float32 (an AVX-512 Xeon without BF16): on x86 only AVX-512 BF16 or AMX count."""
+    import platform
+
+    import hiif.engine
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    for avx512_bf16, amx, native in [(False, False, False), (True, False, True), (False, True, True)]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        assert hiif.engine.native_cpu_bf16() is native
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")  # no such probes there: oneDNN's answer
+    assert hiif.engine.native_cpu_bf16() is True
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False, raising=False)
+    assert hiif.engine.native_cpu_bf16() is False
+
+
 needs_native_bf16 = pytest.mark.skipif(not hiif.engine.native_cpu_bf16(),
                                        reason="this CPU has no native bf16: the engine runs float32")
 
