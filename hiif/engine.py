@@ -290,8 +290,8 @@ def native_cpu_bf16() -> bool:
 
     On x86 the instruction sets are asked for by name, because oneDNN's own answer
     (``torch.ops.mkldnn._is_mkldnn_bf16_supported``) is also True on AVX-512 CPUs without BF16,
-    where it emulates: measured on such a Xeon (2 cores), a bf16 RDN training step took 87 s
-    against 38 s in float32, and a 65,536 x 256 x 256 GEMM ran at 51 against 157 GFLOP/s
+    where it emulates: measured on such a Xeon (2 cores), a bf16 RDN training step (batch 16) took
+    87 s against 38 s in float32, and a 65,536 x 256 x 256 GEMM ran at 51 against 157 GFLOP/s
     (benchmarks/RESULTS.md section 22). Elsewhere (Arm) oneDNN's answer is the one there is."""
     if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86"):
         try:

@@ -312,7 +312,7 @@ def keep_freed_memory() -> bool:
 
     A training step allocates and frees tensors of tens of MB; glibc serves each from a fresh
     mmap, so every step pays page faults to touch them again. Serving them from the heap instead
-    made a float32 RDN step 28.5 -> 19.4 s and an EDSR one 3.55 -> 2.96 s on a 2-core Xeon
+    made a float32 RDN step of the recipe (batch 4) 7.26 -> 5.84 s on a 2-core Xeon
     (benchmarks/RESULTS.md section 22), for the same peak memory. For training processes only:
     the engine's memory guard reads what the kernel has available, and this keeps the peak
     booked. Returns whether it applied (glibc only; elsewhere nothing changes)."""
