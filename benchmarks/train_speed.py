@@ -1,11 +1,14 @@
 """Training speed: seconds per step (and steps/s) of each zoo model, float32 vs bf16 autocast.
 
     python benchmarks/train_speed.py [--models hiif-edsr,lte-rdn] [--precisions fp32,bf16]
-        [--layouts nchw,nhwc] [--freeze none encoder] [--batch 16] [--patch 48] [--queries 2304] [--steps 3] [--device cpu]
+        [--layouts nchw,nhwc] [--freeze none encoder] [--batch B] [--patch P] [--queries Q] [--steps 3] [--device cpu]
         [--glibc-malloc]
 
-Uses random patches (official shape by default: 48×48 LR, 2304 queries) so it needs no training
-data. Prints one row per model, precision and memory layout (nhwc = config ``channels_last``), with
+Uses random patches, so it needs no training data. Batch, patch and queries default to each model's
+CPU recipe (configs/<name>.yaml: e.g. batch 4, 48×48 LR, 2304 queries for RDN), so a row is the
+step a training run of it will take; --batch/--patch/--queries override that for every model (a
+batch-16 RDN step costs ~4× the recipe's, RESULTS section 22). Prints one row per model, precision
+and memory layout (nhwc = config ``channels_last``), with
 the machine it ran on; "runs" is the precision that really ran (bf16 falls back to float32 on a CPU
 without native bf16, as in training). Set OMP_NUM_THREADS / torch threads from the shell to compare
 thread counts. Like `python -m hiif train`, it keeps freed memory in the heap
@@ -26,6 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hiif.train import Config, Trainer, keep_freed_memory  # noqa: E402
 from hiif.weights import ZOO  # noqa: E402
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def machine() -> str:
@@ -61,14 +66,27 @@ def measure(name: str, precision: str, batch: int, steps: int, device: str | Non
     return (time.perf_counter() - t0) / steps, trainer.precision
 
 
+def recipe_shape(name: str, batch: int | None, patch: int | None,
+                 queries: int | None) -> tuple[int, int, int]:
+    """Batch, LR patch side and queries of ``name``'s CPU recipe (configs/<name>.yaml), each
+    replaced where given; the official 16 / 48 / 2304 for a model without a config."""
+    config = CONFIGS / f"{name}.yaml"
+    data, optim = {}, {}
+    if config.is_file():
+        loaded = Config.load(config)
+        data, optim = loaded.data, loaded.optim
+    return (batch or int(optim.get("batch", 16)), patch or int(data.get("patch", 48)),
+            queries or int(data.get("queries", 2304)))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=",".join(ZOO))
     p.add_argument("--precisions", default="fp32,bf16")
     p.add_argument("--layouts", default="nchw", help="nchw and/or nhwc (channels-last)")
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--patch", type=int, default=48)
-    p.add_argument("--queries", type=int, default=2304)
+    p.add_argument("--batch", type=int, default=None, help="default: the model's recipe")
+    p.add_argument("--patch", type=int, default=None, help="default: the model's recipe")
+    p.add_argument("--queries", type=int, default=None, help="default: the model's recipe")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--freeze", nargs="*", default=["none"], choices=["none", "encoder"],
                    help="also time steps with the encoder frozen (config `freeze: encoder`)")
@@ -77,16 +95,18 @@ def main() -> None:
                    help="leave glibc's malloc as it is (training keeps freed memory: section 22)")
     args = p.parse_args()
     kept = not args.glibc_malloc and keep_freed_memory()
-    print(f"# {machine()}; batch {args.batch}, {args.patch}×{args.patch} LR patches, "
-          f"{args.queries} queries each; freed memory {'kept' if kept else 'returned (glibc default)'}")
-    print(f"{'model':<12} {'precision':<9} {'runs':<5} {'layout':<6} {'frozen':<8} {'s/step':>8} {'steps/s':>8}")
+    print(f"# {machine()}; freed memory {'kept' if kept else 'returned (glibc default)'}")
+    print(f"{'model':<12} {'batch':>5} {'patch':>5} {'queries':>7} {'precision':<9} {'runs':<5} {'layout':<6} "
+          f"{'frozen':<8} {'s/step':>8} {'steps/s':>8}")
     for name in args.models.split(","):
+        batch, patch, queries = recipe_shape(name, args.batch, args.patch, args.queries)
         for precision in args.precisions.split(","):
             for layout in args.layouts.split(","):
                 for freeze in args.freeze:
-                    sec, ran = measure(name, precision, args.batch, args.steps, args.device, args.patch,
-                                  args.queries, layout == "nhwc", None if freeze == "none" else freeze)
-                    print(f"{name:<12} {precision:<9} {ran:<5} {layout:<6} {freeze:<8} {sec:8.2f} {1 / sec:8.3f}",
+                    sec, ran = measure(name, precision, batch, args.steps, args.device, patch,
+                                       queries, layout == "nhwc", None if freeze == "none" else freeze)
+                    print(f"{name:<12} {batch:>5} {patch:>5} {queries:>7} {precision:<9} {ran:<5} {layout:<6} "
+                          f"{freeze:<8} {sec:8.2f} {1 / sec:8.3f}",
                           flush=True)
 
 
