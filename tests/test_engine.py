@@ -170,7 +170,7 @@ def test_bf16_runs_as_float32_on_a_cpu_without_native_bf16(monkeypatch):
 
 
 def test_native_bf16_means_the_instructions_not_what_onednn_emulates(monkeypatch):
-    """oneDNN calls bf16 supported on any AVX-512 CPU, also where it emulates it 2-3x slower than
+    """oneDNN calls bf16 supported on any AVX-512 CPU, also where it emulates it 2-4x slower than
     float32 (an AVX-512 Xeon without BF16): on x86 only AVX-512 BF16 or AMX count."""
     import platform
 
