@@ -6,14 +6,13 @@
 
 Uses random patches, so it needs no training data. Batch, patch and queries default to each model's
 CPU recipe (configs/<name>.yaml: e.g. batch 4, 48×48 LR, 2304 queries for RDN), so a row is the
-step a training run of it will take; --batch/--patch/--queries override that for every model (a
+step a training run of it will take; --batch/--patch/--queries override them for every model (a
 batch-16 RDN step costs ~4× the recipe's, RESULTS section 22). Prints one row per model, precision
-and memory layout (nhwc = config ``channels_last``), with
-the machine it ran on; "runs" is the precision that really ran (bf16 falls back to float32 on a CPU
-without native bf16, as in training). Set OMP_NUM_THREADS / torch threads from the shell to compare
-thread counts. Like `python -m hiif train`, it keeps freed memory in the heap
-(hiif.train.keep_freed_memory); --glibc-malloc times glibc's default instead (a separate run, since
-the setting is per process).
+and memory layout (nhwc = config ``channels_last``), with the machine it ran on; "runs" is the
+precision that really ran (bf16 falls back to float32 on a CPU without native bf16, as in training).
+Set OMP_NUM_THREADS / torch threads from the shell to compare thread counts. Like `python -m hiif
+train`, it keeps freed memory in the heap (hiif.train.keep_freed_memory); --glibc-malloc times
+glibc's default instead (a separate run: the setting is per process).
 """
 from __future__ import annotations
 

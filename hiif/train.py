@@ -315,17 +315,12 @@ def keep_freed_memory() -> bool:
     made a float32 RDN step of the recipe (batch 4) 7.26 -> 5.84 s on a 2-core Xeon
     (benchmarks/RESULTS.md section 22), for the same peak memory. For training processes only:
     the engine's memory guard reads what the kernel has available, and this keeps the peak
-    booked. Returns whether it applied (glibc only; elsewhere nothing changes)."""
+    booked. Returns whether it applied (glibc; musl's mallopt does nothing and says so)."""
     import ctypes
-    import ctypes.util
 
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows)
+        mallopt = ctypes.CDLL(None).mallopt  # the C library this process already runs on
+    except (OSError, AttributeError, TypeError):  # no mallopt (macOS), no CDLL(None) (Windows)
         return False
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's malloc.h
     return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))

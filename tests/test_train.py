@@ -1,4 +1,5 @@
 """Training: patches, schedule, exact resume from a checkpoint, export."""
+import ctypes
 import json
 from pathlib import Path
 
@@ -530,7 +531,7 @@ print(applied, libc.mallinfo2().hblkhd >= 64 * 2**20)
 """
 
 
-@pytest.mark.skipif(not hasattr(__import__("ctypes").CDLL(None), "mallinfo2"), reason="needs glibc >= 2.33")
+@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "mallinfo2"), reason="needs glibc >= 2.33")
 def test_training_processes_keep_freed_memory_in_the_heap():
     """glibc mmaps every allocation of tens of MB afresh and unmaps it when freed, so each step pays
     page faults again (an RDN step: 7.3 vs 5.8 s): after keep_freed_memory() a 64 MB tensor
@@ -538,7 +539,7 @@ def test_training_processes_keep_freed_memory_in_the_heap():
     import subprocess
     import sys
 
-    def probe(mode: str) -> str:
+    def probe(mode: str) -> list[str]:
         done = subprocess.run([sys.executable, "-c", _MMAP_PROBE, mode], capture_output=True, text=True,
                               timeout=120, cwd=Path(__file__).resolve().parents[1])
         assert done.returncode == 0, done.stderr
