@@ -479,7 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: div2k when the folder name contains 'div2k')")
     p.add_argument("--device", default=None)
     p.add_argument("--out", default=None, help="write results as .json or .csv")
-    p.add_argument("--plot", default=None, help="write a PSNR-vs-scale plot (.png, .pdf or .svg)")
+    p.add_argument("--plot", default=None,
+                   help="write PSNR-vs-scale plots, the gain over bicubic below (.png, .pdf or .svg)")
     p.add_argument("--record", default=None, metavar="JSON",
                    help="fold the results into this record (weights/results.json); --card then covers it all")
     p.add_argument("--card", default=None, help="also write a model card (markdown), e.g. weights/MODELS.md")

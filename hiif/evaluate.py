@@ -185,22 +185,47 @@ def set_scale_axis(ax, scales: Sequence[str | float]) -> list[float]:
 
 
 def plot_results(results: list[dict[str, Any]], path: str | Path):
-    """Write one PSNR-vs-scale panel per result to ``path`` (PNG); returns the (closed) figure."""
+    """Write one PSNR-vs-scale column per result to ``path`` (PNG); returns the (closed) figure.
+
+    Where a result has bicubic, a second row plots each model's gain over it: models within a
+    few hundredths of a dB of each other overlap on the PSNR scale (tens of dB) but not there.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.2), squeeze=False)
-    for ax, r in zip(axes[0], results):
+    with_gain = any("bicubic" in r["psnr"] for r in results)
+    rows = 2 if with_gain else 1
+    fig, axes = plt.subplots(rows, len(results), figsize=(6 * len(results), 4.2 * rows), squeeze=False)
+    for column, r in enumerate(results):
+        ax = axes[0][column]
         scales: list[str] = []
+        colours = {name: f"C{index}" for index, name in enumerate(r["psnr"])}  # both rows alike
         for name, row in r["psnr"].items():
             keys = sorted(row, key=float)
             scales += keys
             ax.plot([float(s) for s in keys], [row[s] for s in keys], marker="o", label=name,
-                    linestyle="--" if name == "bicubic" else "-")
+                    color=colours[name], linestyle="--" if name == "bicubic" else "-")
         set_scale_axis(ax, scales)
         ax.set_ylabel("PSNR (dB)")
         ax.set_title(f"{r['dataset']} ({r['protocol']})")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        if not with_gain:
+            continue
+        ax = axes[1][column]
+        if "bicubic" not in r["psnr"]:
+            ax.set_axis_off()
+            continue
+        bicubic = r["psnr"]["bicubic"]
+        ax.axhline(0.0, color=colours["bicubic"], linestyle="--", label="bicubic")
+        for name, row in r["psnr"].items():
+            keys = sorted((s for s in row if s in bicubic), key=float)
+            if name != "bicubic" and keys:
+                ax.plot([float(s) for s in keys], [row[s] - bicubic[s] for s in keys], marker="o",
+                        label=name, color=colours[name])
+        set_scale_axis(ax, scales)
+        ax.set_ylabel("gain over bicubic (dB)")
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
