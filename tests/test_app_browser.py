@@ -73,7 +73,10 @@ def test_example_at_3_3_fills_the_three_sliders(browser, server, tmp_path):
         table = page.inner_text("#results")
         for method in ("HIIF", "Bicubic", "LIIF", "LTE"):
             assert method in table, table
-        assert page.locator("#downloads").inner_text().count(".png") >= 4
+        # the results stream in: the last update adds the final PNGs to the downloads
+        page.wait_for_function(
+            "(document.querySelector('#downloads').innerText.match(/[.]png/g) || []).length >= 4",
+            timeout=TIMEOUT_MS)
 
         # the zoom animation of the same image and scale, HIIF against LIIF
         page.locator("#zoom-versus label", has_text="LIIF").click()
