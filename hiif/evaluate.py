@@ -118,6 +118,15 @@ def merge_results(parts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(merged.values())
 
 
+def gain_over_bicubic(result: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Each model's PSNR minus bicubic's, at the scales both have (empty without bicubic)."""
+    bicubic = result["psnr"].get("bicubic")
+    if bicubic is None:
+        return {}
+    return {name: {s: value - bicubic[s] for s, value in row.items() if s in bicubic}
+            for name, row in result["psnr"].items() if name != "bicubic"}
+
+
 def format_table(result: dict[str, Any]) -> str:
     scales = [f"{s:g}" for s in result["scales"]]
     lines = [f"{result['dataset']} ({result['protocol']} protocol, {result['images']} images), PSNR dB", "",
@@ -217,13 +226,12 @@ def plot_results(results: list[dict[str, Any]], path: str | Path):
         if "bicubic" not in r["psnr"]:
             ax.set_axis_off()
             continue
-        bicubic = r["psnr"]["bicubic"]
         ax.axhline(0.0, color=colours["bicubic"], linestyle="--", label="bicubic")
-        for name, row in r["psnr"].items():
-            keys = sorted((s for s in row if s in bicubic), key=float)
-            if name != "bicubic" and keys:
-                ax.plot([float(s) for s in keys], [row[s] - bicubic[s] for s in keys], marker="o",
-                        label=name, color=colours[name])
+        for name, gain in gain_over_bicubic(r).items():
+            keys = sorted(gain, key=float)
+            if keys:
+                ax.plot([float(s) for s in keys], [gain[s] for s in keys], marker="o", label=name,
+                        color=colours[name])
         set_scale_axis(ax, scales)
         ax.set_ylabel("gain over bicubic (dB)")
         ax.grid(alpha=0.3)
@@ -304,9 +312,9 @@ def model_card(results: list[dict[str, Any]], intro: str = "") -> str:
         lines += ["", format_table(r), "", "Gain over bicubic (dB):", "",
                   "| model | " + " | ".join(f"×{s:g}" for s in r["scales"]) + " |",
                   "|---|" + "---:|" * len(r["scales"])]
-        bic = r["psnr"]["bicubic"]
+        gains = gain_over_bicubic(r)
         for name in names:
-            row = r["psnr"][name]
+            gain = gains.get(name, {})
             lines.append(f"| {name} | " + " | ".join(
-                f"{row[k] - bic[k]:+.2f}" if k in row and k in bic else "—" for k in map("{:g}".format, r["scales"])) + " |")
+                f"{gain[k]:+.2f}" if k in gain else "—" for k in map("{:g}".format, r["scales"])) + " |")
     return "\n".join(lines) + "\n"
