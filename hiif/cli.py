@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -33,6 +34,8 @@ _NUMBER = re.compile(r"(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 
 def _numbers(text: str, option: str, expected: str) -> list[float]:
     """Comma-separated plain numbers; empty items (``2,``) are refused, not skipped."""
+    if not isinstance(text, str):  # argparse turns the value ``--`` (``--scale=--``) into []
+        raise CliError(f"{option}: expected {expected}, got '--'")
     parts = text.split(",")
     if not all(_NUMBER.fullmatch(part.strip()) for part in parts):
         raise CliError(f"{option}: expected {expected}, got {text!r}")
@@ -66,6 +69,16 @@ def parse_scales(text: str) -> list[float]:
     return scales
 
 
+def _refuse_overwriting_input(output: str | os.PathLike, *inputs: str | os.PathLike) -> None:
+    """A result written over its own input would destroy the picture it was made from."""
+    out = Path(output)
+    if not out.is_file():
+        return
+    for source in inputs:
+        if Path(source).is_file() and os.path.samefile(source, out):
+            raise CliError(f"{out}: this is the input image; write the result to another file")
+
+
 def _upscale_pairs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
     """(input, output) paths: one file to a file or into a folder, or every image of a folder
     (not its subfolders) into a folder, as ``<stem>.<--format>``."""
@@ -77,6 +90,7 @@ def _upscale_pairs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
             target = target / f"{source.stem}.{args.format or 'png'}"
         elif args.format is not None:
             raise CliError("--format: only for an output folder; a file's extension gives its format")
+        _refuse_overwriting_input(target, source)
         return [(source, target)]
     if target.is_file() or (not target.exists() and target.suffix.lower() in IMAGE_SUFFIXES):
         raise CliError(f"{target}: an input folder needs an output folder, not a file")
@@ -200,6 +214,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             raise CliError(f"--max-input-mp: expected a positive number of megapixels, got {args.max_input_mp}")
         max_input = max(1, round(args.max_input_mp * 1e6))
     check_output(args.output)
+    _refuse_overwriting_input(args.output, args.input)
     if args.crops is not None:
         check_writable(Path(args.crops) / "crop.png")
     bar = _FractionBar()
@@ -229,6 +244,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     scales = parse_scales(args.scales)
     center = _point(args.center)
     check_output(args.output)
+    _refuse_overwriting_input(args.output, args.input)
     bar = _FractionBar()
     try:
         figure = demo.scale_sweep(args.input, scales, args.model, center=center, window=args.window,
@@ -250,6 +266,7 @@ def cmd_zoom(args: argparse.Namespace) -> int:
         raise CliError(f"--to: a zoom has one scale for both axes, got {args.to!r}")
     center = _point(args.center)
     check_animation_output(args.output)
+    _refuse_overwriting_input(args.output, args.input)
     if not ZOOM_FPS[0] <= args.fps <= ZOOM_FPS[1]:
         raise CliError(f"--fps: expected {ZOOM_FPS[0]} to {ZOOM_FPS[1]} frames a second, got {args.fps}")
     bar = _FractionBar()

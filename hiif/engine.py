@@ -108,9 +108,11 @@ Progress = Union[bool, Callable[[int, int], None], None]
 
 def validate_scale(scale: object) -> tuple[float, float]:
     """``s`` or ``(sy, sx)``, each a finite number in [1, 30] -> ``(sy, sx)``; else ``ValueError``."""
+    if isinstance(scale, np.ndarray) and scale.ndim == 0:
+        scale = scale.item()  # np.array(2.0) -> 2.0
     if isinstance(scale, (str, bytes)) or isinstance(scale, bool):
         raise ValueError(f"scale must be a number or a pair (sy, sx), got {scale!r}")
-    if isinstance(scale, numbers.Real) or (isinstance(scale, np.ndarray) and scale.ndim == 0):
+    if isinstance(scale, numbers.Real):
         values = [scale, scale]
     elif isinstance(scale, (tuple, list, np.ndarray)) and len(scale) == 2:
         values = list(scale)
@@ -411,9 +413,13 @@ class Upscaler:
         self.device = resolve_device(device)
         if self.device.type == "cpu":
             tune_allocator()  # process-wide malloc settings, see hiif.fast.tune_allocator
+        if isinstance(model, os.PathLike):
+            model = os.fspath(model)
         if isinstance(model, str) and model != "bicubic":
             from .weights import load_model
             model = load_model(model, self.device)
+        elif not isinstance(model, (str, torch.nn.Module)):
+            raise ValueError(f"model must be a model name, 'bicubic', a path or a loaded model, got {model!r}")
         self.model = None if model == "bicubic" else model.to(self.device).eval()
         self.use_fast = bool(fast)
         self._fast: FastDecoder | None = None

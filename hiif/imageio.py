@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import secrets
 import warnings
 from dataclasses import dataclass
@@ -101,6 +102,8 @@ def _rgb_profile(im: Image.Image) -> bytes | None:
 
 
 def _from_pil(im: Image.Image) -> InputImage:
+    if im.width < 1 or im.height < 1:
+        raise ImageError(f"image is empty ({im.width}×{im.height} pixels)")
     _check_pixels(im.height, im.width)
     icc = _rgb_profile(im)
     try:
@@ -116,9 +119,15 @@ def _from_pil(im: Image.Image) -> InputImage:
     if mode == "F":
         arr = np.asarray(im, dtype=np.float64)
         return _from_array(np.clip(arr, 0, 1).astype(np.float32))
-    has_alpha = mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info)
-    rgba = im.convert("RGBA") if has_alpha else None
-    rgb = np.asarray(im.convert("RGB"))
+    if mode in ("La", "RGBa"):  # premultiplied alpha: Pillow converts these only to LA / RGBA
+        mode = {"La": "LA", "RGBa": "RGBA"}[mode]
+        im = im.convert(mode)
+    # a colour key (PNG tRNS on an RGB, grey or palette image) is transparency too
+    has_alpha = mode in ("RGBA", "LA", "PA") or (mode in ("P", "RGB", "L") and "transparency" in im.info)
+    with warnings.catch_warnings():  # Pillow's advice to convert palette transparency to RGBA: we do
+        warnings.simplefilter("ignore", UserWarning)
+        rgba = im.convert("RGBA") if has_alpha else None
+        rgb = np.asarray(im.convert("RGB"))
     alpha = np.asarray(rgba)[:, :, 3].copy() if rgba is not None else None
     if alpha is not None and alpha.min() == 255:
         alpha = None  # fully opaque: nothing to keep
@@ -158,7 +167,10 @@ def load_image(source: ImageLike | InputImage) -> InputImage:
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(f"{name}: image too large ({exc}); limit {MAX_INPUT_PIXELS / 1e6:.1f} MP") from None
+        # Pillow's message quotes its own threshold (twice ours for the error): give only our limit
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)) / 1e6:,.1f} MP, " if found else ""
+        raise ImageError(f"{name}: image too large ({size}the limit is {MAX_INPUT_PIXELS / 1e6:.1f} MP)") from None
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image (or an unsupported format)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:

@@ -134,12 +134,22 @@ def load_safetensors(path: str | Path, device: str | torch.device | None = None)
     return _finish(build_from_state_dict(spec, state, str(path)), spec, str(path), metadata, device)
 
 
+def _looks_like_torch_file(path: Path) -> bool:
+    """Whether the file starts like something torch.save writes (a zip archive, or a legacy
+    pickle: protocol 2+ opens with 0x80), so a text file is not blamed for holding pickled objects."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
 def load_official_checkpoint(path: str | Path, device: str | torch.device | None = None) -> ImplicitSR:
     """An official LIIF/LTE/HIIF training checkpoint (``ckpt['model'] = {name, args, sd}``)."""
     path = Path(path)
     device = _device(device)
     if not path.is_file():
         raise WeightsError(f"{path}: no such checkpoint file")
+    if not _looks_like_torch_file(path):
+        raise WeightsError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
     try:
         ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

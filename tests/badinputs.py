@@ -63,6 +63,10 @@ def build_corpus(folder: Path) -> dict[str, tuple[Path, str]]:
     save("palette", base.convert("P", palette=Image.Palette.ADAPTIVE, colors=16), "PNG")
     pal = base.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
     save("palette_transparency", pal, "PNG", transparency=0)
+    key = np.maximum(np.asarray(base), 40)  # no pixel below the key colour's rows matches it by chance
+    key[:4] = (10, 20, 30)  # the top rows in the colour that the tRNS chunk makes transparent
+    save("rgb_colour_key", Image.fromarray(key), "PNG", transparency=(10, 20, 30))
+    save("grey_colour_key", Image.fromarray(key[..., 0]), "PNG", transparency=10)
     save("greyscale", base.convert("L"), "PNG")
     save("bilevel", base.convert("1"), "PNG")
     grey16 = Image.fromarray((RNG.random((10, 13)) * 65535).astype(np.uint16))

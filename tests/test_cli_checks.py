@@ -72,7 +72,8 @@ def test_load_model_checks_the_device_first(tmp_path):
     "jpeg_too_wide", "webp_too_wide", "scale_underscore", "scale_trailing_comma", "scale_inf",
     "scale_nan", "scale_zero", "scale_negative", "scale_above_30", "scale_three_values",
     "device", "fp16_on_cpu", "unreadable_input", "chunk_zero", "tile_negative", "tile_too_small",
-    "width_below_input", "height_above_30", "width_zero", "scale_and_width", "no_scale_nor_size"])
+    "width_below_input", "height_above_30", "width_zero", "scale_and_width", "no_scale_nor_size",
+    "scale_dashdash"])
 def test_upscale_checks_everything_before_loading(case, tmp_path, capsys, no_model_loads):
     src = tmp_path / "in.png"
     Image.fromarray(rgb(5, 6)).save(src)
@@ -108,8 +109,9 @@ def test_upscale_checks_everything_before_loading(case, tmp_path, capsys, no_mod
         "width_zero": [str(src), out, "--height", "0"],
         "scale_and_width": [str(src), out, "--scale", "2", "--width", "12"],
         "no_scale_nor_size": [str(src), out],
+        "scale_dashdash": [str(src), out, "--scale=--"],  # argparse hands `--` over as []
     }[case]
-    if not {"--scale", "--width", "--height"} & set(args) and case != "no_scale_nor_size":
+    if not {"--scale", "--width", "--height"} & set(args) and case not in ("no_scale_nor_size", "scale_dashdash"):
         args += ["--scale", "2"]
     assert main(["upscale", *args, "--model", "hiif-edsr", "--quiet"]) == 2
     line = one_line_error(capsys)
@@ -119,6 +121,29 @@ def test_upscale_checks_everything_before_loading(case, tmp_path, capsys, no_mod
         assert "in.png: a width of 5 px is ×0.833333 of the input's 6 px" in line
     assert not (tmp_path / "o.png").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no probe left behind
+
+
+@pytest.mark.parametrize("command", ["upscale", "upscale_into_folder", "upscale_via_link", "compare",
+                                     "sweep", "zoom"])
+def test_no_command_writes_over_its_input(command, tmp_path, capsys, no_model_loads, monkeypatch):
+    import hiif.demo
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("models were loaded before the output was checked")
+    monkeypatch.setattr(hiif.demo, "ModelSet", refuse)
+    src = tmp_path / "in.png"
+    Image.fromarray(rgb(5, 6)).save(src)
+    (tmp_path / "link.png").symlink_to(src)
+    before = src.read_bytes()
+    args = {"upscale": ["upscale", str(src), str(src), "--scale", "2"],
+            "upscale_into_folder": ["upscale", str(src), str(tmp_path), "--scale", "2"],  # writes in.png
+            "upscale_via_link": ["upscale", str(tmp_path / "link.png"), str(src), "--scale", "2"],
+            "compare": ["compare", str(src), str(src), "--scale", "2"],
+            "sweep": ["sweep", str(src), str(src), "--scales", "2,3"],
+            "zoom": ["zoom", str(src), str(tmp_path / "link.png"), "--to", "4"]}[command]
+    assert main([*args, "--quiet"]) == 2
+    assert "this is the input image" in one_line_error(capsys)
+    assert src.read_bytes() == before
 
 
 # -- 2b. a folder of images ------------------------------------------------------------------
@@ -439,6 +464,15 @@ def test_pickled_checkpoint_is_not_advised_to_be_unpickled(tmp_path):
 
 class _Opaque:
     pass
+
+
+def test_a_file_that_is_no_checkpoint_is_not_said_to_hold_pickles(tmp_path):
+    for name, data in [("notes.pth", b"not a checkpoint at all\n"), ("empty.pth", b""),
+                       ("noise.pth", bytes(range(7, 250)))]:
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(WeightsError, match=f"{name}: not a PyTorch checkpoint") as info:
+            load_model(tmp_path / name)
+        assert "pickled" not in str(info.value)
 
 
 # -- 9. compare: a comparison figure from the shell --------------------------------------------

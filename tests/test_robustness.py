@@ -41,6 +41,9 @@ def test_alpha_and_modes(corpus):
     out = hiif.upscale(corpus["rgba_alpha"][0], 2, "bicubic")
     assert out.mode == "RGBA" and np.asarray(out)[..., 3].std() > 10
     assert hiif.upscale(corpus["palette_transparency"][0], 2, "bicubic").mode == "RGBA"
+    for name in ("rgb_colour_key", "grey_colour_key"):  # PNG tRNS on RGB / L: transparent top rows
+        alpha = np.asarray(hiif.upscale(corpus[name][0], 2, "bicubic"))[..., 3]
+        assert alpha[:6].max() == 0 and alpha[10:].min() == 255, name
     grey16 = np.asarray(hiif.upscale(corpus["greyscale_16bit"][0], 1, "bicubic"))
     src = np.asarray(Image.open(corpus["greyscale_16bit"][0])).astype(float) / 257
     assert np.abs(grey16[..., 0] - src).max() <= 1.0  # 16-bit scaled, not clipped
@@ -70,6 +73,24 @@ def test_array_inputs():
             hiif.upscale(bad, 2, "bicubic")
     assert hiif.upscale(np.zeros((3, 4), np.uint8), 2, "bicubic").size == (8, 6)
     assert hiif.upscale(np.ones((3, 4, 3), np.float32) * 0.5, 2, "bicubic").size == (8, 6)
+
+
+def test_pil_inputs():
+    for empty in [Image.new("RGB", (0, 0)), Image.new("RGB", (0, 5)), Image.new("L", (5, 0))]:
+        with pytest.raises(ImageError, match="empty"):
+            hiif.upscale(empty, 2, "bicubic")
+    with pytest.raises(ImageError, match="empty"):
+        hiif.upscale(Image.new("RGB", (0, 0)), width=10, model="bicubic")
+    # premultiplied-alpha modes, which Pillow converts only to LA / RGBA
+    assert hiif.upscale(Image.new("La", (3, 2), (90, 128)), 2, "bicubic").size == (6, 4)
+    assert hiif.upscale(Image.new("RGBa", (3, 2), (9, 8, 7, 128)), 2, "bicubic").mode == "RGBA"
+
+
+def test_model_argument_is_checked():
+    for bad in (None, 3, 2.5):
+        with pytest.raises(ValueError, match="model must be"):
+            hiif.upscale(np.zeros((4, 4, 3), np.uint8), 2, model=bad)
+    assert hiif.upscale(np.zeros((4, 4, 3), np.uint8), np.array(2.0), "bicubic").size == (8, 8)
 
 
 def test_output_limit_is_a_clear_error():
