@@ -346,12 +346,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     steps = args.steps
     if args.until is not None:  # equal-step rounds: bring every model to the same total
         steps = args.until - trainer.step
-    if steps is not None and steps <= 0:
+    if steps is not None and steps <= 0:  # still exported: a round's job that fell behind re-exports
         print(f"{config.name}: already at step {trainer.step}; nothing to train", file=sys.stderr)
-        return 0
-    stats = trainer.train(steps=steps, max_minutes=args.max_minutes)
-    print(f"{config.name}: step {stats['step']}, loss {stats['loss']:.4f}, "
-          f"train PSNR {stats['train_psnr']:.2f} dB; checkpoint in {trainer.run_dir}", file=sys.stderr)
+    else:
+        stats = trainer.train(steps=steps, max_minutes=args.max_minutes)
+        print(f"{config.name}: step {stats['step']}, loss {stats['loss']:.4f}, "
+              f"train PSNR {stats['train_psnr']:.2f} dB; checkpoint in {trainer.run_dir}", file=sys.stderr)
     if args.export is not None:
         print(f"exported {trainer.export(args.export or None)}", file=sys.stderr)
     return 0

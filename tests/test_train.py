@@ -146,6 +146,10 @@ def test_cli_trains_to_a_step_total_and_exports_both_weight_kinds(tmp_path, monk
     assert hiif.load_model(tmp_path / "weights" / "tiny-lte.safetensors").metadata["steps"] == "4"
     assert main(["train", *run, "--resume", "--until", "3"]) == 0  # already past: nothing to do
     assert "already at step 4" in capsys.readouterr().err
+    # ... but --export still exports (a round's job that fell behind, or a stopped run)
+    behind = tmp_path / "behind.safetensors"
+    assert main(["train", *run, "--resume", "--until", "3", "--export", str(behind)]) == 0
+    assert hiif.load_model(behind).metadata["steps"] == "4"
     with pytest.raises(SystemExit):  # two budgets at once: a usage error
         main(["train", *run, "--steps", "1", "--until", "9"])
     assert main(["train", *run, "--resume", "--until", "6"]) == 0
